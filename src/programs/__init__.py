@@ -1,0 +1,1 @@
+"""machine-storage programs: robot program templates, stored instances and runs."""

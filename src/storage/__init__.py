@@ -1,0 +1,49 @@
+"""machine-storage: audited storage for machine apps on SQLModel and FastAPI."""
+
+from __future__ import annotations
+
+from storage.accessor import ModelAccessor
+from storage.auditor import AuditLog
+from storage.bootstrap import bootstrap
+from storage.changes import Change, notify_database_restored, on_database_restored
+from storage.database import get_engine, set_database_url, transaction, use_session
+from storage.errors import (
+    ConfigurationError,
+    ConflictError,
+    DatabaseBusyError,
+    IntegrityConflictError,
+    MigrationError,
+    NotFoundError,
+    RecordDeletedError,
+    RestoreError,
+    SoftDeleteNotSupported,
+    StorageError,
+    ValidationError,
+)
+from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
+
+__all__ = [
+    "AuditLog",
+    "Change",
+    "ConfigurationError",
+    "ConflictError",
+    "DatabaseBusyError",
+    "IntegrityConflictError",
+    "MigrationError",
+    "ModelAccessor",
+    "NotFoundError",
+    "RecordDeletedError",
+    "RestoreError",
+    "SoftDeleteNotSupported",
+    "StorageError",
+    "ValidationError",
+    "apply_sqlmodel_migrations",
+    "bootstrap",
+    "get_engine",
+    "notify_database_restored",
+    "on_database_restored",
+    "plan_sqlmodel_migrations",
+    "set_database_url",
+    "transaction",
+    "use_session",
+]

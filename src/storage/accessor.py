@@ -1,0 +1,466 @@
+"""``ModelAccessor``: typed, audited reads and writes of one SQLModel table."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import ColumnElement, func, inspect, select
+from sqlalchemy.orm import Mapper
+from sqlalchemy.sql.elements import UnaryExpression
+from sqlmodel import Session, SQLModel
+
+from storage import changes, database
+from storage.auditor import UTCDateTime, audit_row, to_json_safe, utcnow, write_audit_rows
+from storage.changes import Change, ChangeListener
+from storage.errors import RecordDeletedError, SoftDeleteNotSupported, translate_driver_errors
+from storage.hooks import HookEvent, HookFn, HookRegistry
+
+__all__ = ["ModelAccessor"]
+
+ModelT = TypeVar("ModelT", bound=SQLModel)
+
+_SOFT_DELETE_COLUMN = "deleted_at"
+_IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
+
+
+class ModelAccessor(Generic[ModelT]):
+    """Reads and audited writes of one table model.
+
+    Args:
+        model: a SQLModel class declared with ``table=True`` and a single-column primary key.
+        component_name: the name used in routes and in the audit log (e.g. ``"users"``).
+        enable_auditing: write an :class:`~storage.auditor.AuditLog` row for every write.
+
+    Raises:
+        TypeError: ``model`` is not a table model.
+        ValueError: the primary key has more than one column.
+    """
+
+    def __init__(
+        self, model: type[ModelT], component_name: str, *, enable_auditing: bool = True
+    ) -> None:
+        table = getattr(model, "__table__", None)
+        if table is None:
+            raise TypeError(f"{model.__name__} is not a table model (declare it with table=True)")
+        mapper: Mapper[Any] = inspect(model)
+        if len(mapper.primary_key) != 1:
+            raise ValueError(f"{model.__name__}: only single-column primary keys are supported")
+        self.model = model
+        self.component = component_name
+        self.enable_auditing = enable_auditing
+        self.hooks: HookRegistry[ModelT] = HookRegistry()
+        self._pk_column = mapper.primary_key[0]
+        self.primary_key: str = mapper.get_property_by_column(self._pk_column).key
+        self.columns: tuple[str, ...] = tuple(attr.key for attr in mapper.column_attrs)
+        self.soft_delete: bool = _SOFT_DELETE_COLUMN in self.columns
+        self.table_name: str = table.name
+        self._commit_listeners: list[ChangeListener] = []
+
+    def __repr__(self) -> str:
+        return f"ModelAccessor({self.model.__name__}, {self.component!r})"
+
+    @property
+    def where(self) -> type[ModelT]:
+        """The model class, so conditions read ``acc.where.email == "a@b.c"``."""
+        return self.model
+
+    # -- hooks and listeners ---------------------------------------------------------------
+
+    def before_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before a row is inserted."""
+        return self.hooks.decorator("before_insert")
+
+    def after_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after a row is inserted (same transaction)."""
+        return self.hooks.decorator("after_insert")
+
+    def before_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before an update or restore is flushed."""
+        return self.hooks.decorator("before_update")
+
+    def after_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after an update or restore is flushed."""
+        return self.hooks.decorator("after_update")
+
+    def before_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before a row is (soft) deleted."""
+        return self.hooks.decorator("before_delete")
+
+    def after_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after a row is (soft) deleted."""
+        return self.hooks.decorator("after_delete")
+
+    def after_commit(self) -> Callable[[ChangeListener], ChangeListener]:
+        """Decorator: ``fn(changes)`` runs once per committed transaction that wrote this table.
+
+        It runs after the commit, outside any transaction, and never after a rollback. An
+        exception it raises is logged and does not affect the committed data.
+        """
+
+        def register(fn: ChangeListener) -> ChangeListener:
+            self._commit_listeners.append(fn)
+            return fn
+
+        return register
+
+    def _notify_committed(self, committed: list[Change]) -> None:
+        changes.call_listeners(list(self._commit_listeners), committed)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def get(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
+        """The row with primary key ``id``, or ``None`` (also when soft-deleted)."""
+        key = self.coerce_key(id)
+        with database.read_session() as session:
+            obj = session.get(self.model, key)
+            if obj is None or (not include_deleted and self._is_deleted(obj)):
+                return None
+            return obj
+
+    def all(
+        self,
+        *,
+        include_deleted: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str | None = None,
+        order_desc: bool = False,
+    ) -> list[ModelT]:
+        """Every row (soft-deleted ones hidden), optionally paged and ordered by a column.
+
+        Raises:
+            ValueError: ``order_by`` is not a column of the model.
+        """
+        return self.find(
+            include_deleted=include_deleted,
+            limit=limit,
+            offset=offset,
+            order_by=order_by,
+            order_desc=order_desc,
+        )
+
+    def find(
+        self,
+        *conditions: ColumnElement[bool] | bool,
+        include_deleted: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+        order_by: str | None = None,
+        order_desc: bool = False,
+    ) -> list[ModelT]:
+        """Rows matching every condition (SQLAlchemy expressions, ANDed).
+
+        Raises:
+            ValueError: ``order_by`` is not a column of the model.
+        """
+        statement = select(self.model).where(*self._filters(conditions, include_deleted))
+        statement = statement.order_by(*self._order(order_by, order_desc))
+        if offset:
+            statement = statement.offset(offset)
+        if limit is not None:
+            statement = statement.limit(limit)
+        with database.read_session() as session:
+            return list(session.scalars(statement).all())
+
+    def count(self, *conditions: ColumnElement[bool] | bool, include_deleted: bool = False) -> int:
+        """The number of rows matching every condition, counted by the database."""
+        statement = (
+            select(func.count())
+            .select_from(self.model)
+            .where(*self._filters(conditions, include_deleted))
+        )
+        with database.read_session() as session:
+            return int(session.scalar(statement) or 0)
+
+    def coerce_key(self, id: Any) -> Any:
+        """Convert a primary-key value given as text (from a URL) to the column's type.
+
+        Raises:
+            ValueError: the text is not a valid key for this model.
+        """
+        if not isinstance(id, str):
+            return id
+        try:
+            python_type = self._pk_column.type.python_type
+        except NotImplementedError:
+            return id
+        if python_type is int:
+            return int(id)
+        if python_type is uuid.UUID:
+            return uuid.UUID(id)
+        return id
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def insert(self, obj: ModelT, *, actor: str = "internal") -> ModelT:
+        """Insert one row, audited, and return it with its primary key set."""
+        with self._write() as session:
+            self._insert_rows(session, [obj], actor)
+        return obj
+
+    def insert_many(self, objs: Sequence[ModelT], *, actor: str = "internal") -> list[ModelT]:
+        """Insert rows in one transaction with bulk statements, each row audited."""
+        rows = list(objs)
+        if rows:
+            with self._write() as session:
+                self._insert_rows(session, rows, actor)
+        return rows
+
+    def save(self, obj: ModelT, *, actor: str = "internal") -> ModelT:
+        """Insert ``obj`` when its key is new (or unset), else update the stored row from it.
+
+        ``deleted_at`` is not copied: rows are deleted and restored only by :meth:`delete` and
+        :meth:`restore`. Saving a row whose values did not change writes nothing.
+
+        Raises:
+            RecordDeletedError: the stored row is soft-deleted (restore it first).
+        """
+        key = getattr(obj, self.primary_key)
+        # Taken before the write starts: opening a savepoint flushes the caller's edits.
+        loaded_before = self._committed_snapshot(obj) if inspect(obj).persistent else None
+        with self._write() as session:
+            stored = session.get(self.model, key) if key is not None else None
+            if stored is None:
+                self._insert_rows(session, [obj], actor)
+                return obj
+            if self._is_deleted(stored):
+                raise RecordDeletedError(f"{self.component} {key} is deleted; restore it first")
+            if stored is obj and loaded_before is not None:
+                before = loaded_before
+            else:
+                before = self._committed_snapshot(stored)
+            if stored is not obj:
+                for name in self.columns:
+                    if name not in (self.primary_key, _SOFT_DELETE_COLUMN):
+                        setattr(stored, name, getattr(obj, name))
+            if self._snapshot(stored) != before:
+                self._finish_update(session, stored, before, actor, "update")
+            return stored
+
+    def update(self, id: Any, /, *, actor: str = "internal", **fields: Any) -> ModelT | None:
+        """Change some fields of a row; ``None`` when it is missing or soft-deleted.
+
+        With no fields it returns the row and writes nothing.
+
+        Raises:
+            ValueError: a field is unknown, the primary key or ``deleted_at``; nothing changed.
+        """
+        self._check_updatable(fields)
+        if not fields:
+            return self.get(id)
+        with self._write() as session:
+            obj = session.get(self.model, self.coerce_key(id))
+            if obj is None or self._is_deleted(obj):
+                return None
+            before = self._snapshot(obj)
+            for name, value in fields.items():
+                setattr(obj, name, value)
+            self._finish_update(session, obj, before, actor, "update")
+            return obj
+
+    def delete(self, id: Any, *, actor: str = "internal") -> bool:
+        """Soft-delete the row when the model has ``deleted_at``, else delete it.
+
+        Returns ``False`` when the row is missing or already soft-deleted (nothing is written).
+        """
+        return self.delete_many([id], actor=actor) == 1
+
+    def delete_many(self, ids: Sequence[Any], *, actor: str = "internal") -> int:
+        """Delete rows in one transaction with bulk statements; returns how many were deleted."""
+        keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
+        if not keys:
+            return 0
+        with self._write() as session:
+            rows = [
+                obj
+                for start in range(0, len(keys), _IN_CHUNK)
+                for obj in session.scalars(
+                    select(self.model).where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
+                )
+                if not self._is_deleted(obj)
+            ]
+            self._delete_rows(session, rows, actor)
+            return len(rows)
+
+    def restore(self, id: Any, *, actor: str = "internal") -> bool:
+        """Clear ``deleted_at``; ``True`` also when the row was not deleted, ``False`` if missing.
+
+        Runs the update hooks and is audited as ``restore``.
+
+        Raises:
+            SoftDeleteNotSupported: the model has no ``deleted_at`` column.
+        """
+        if not self.soft_delete:
+            raise SoftDeleteNotSupported(f"{self.component} does not support soft delete")
+        with self._write() as session:
+            obj = session.get(self.model, self.coerce_key(id))
+            if obj is None:
+                return False
+            if self._is_deleted(obj):
+                before = self._snapshot(obj)
+                setattr(obj, _SOFT_DELETE_COLUMN, None)
+                self._finish_update(session, obj, before, actor, "restore")
+            return True
+
+    # -- internals -------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[Session]:
+        current = database.CURRENT_SESSION.get()
+        if current is None:
+            with database.transaction() as session:
+                yield session
+            return
+        # Inside a caller's transaction a savepoint keeps a failed write (a hook that raised)
+        # from being committed with the rest if the caller catches the error and carries on.
+        mark = changes.pending_mark(current)
+        with translate_driver_errors():
+            savepoint = current.begin_nested()
+            try:
+                yield current
+            except BaseException:
+                savepoint.rollback()
+                changes.discard_since(current, mark)
+                raise
+            savepoint.commit()
+
+    def _insert_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
+        for obj in objs:
+            self.hooks.emit("before_insert", session=session, instance=obj)
+        session.add_all(objs)
+        session.flush()
+        afters = [self._snapshot(obj) for obj in objs]
+        self._audit(session, actor, "create", objs, [None] * len(objs), afters)
+        self._emit_each("after_insert", session, objs)
+        self._record(session, "create", afters, [None] * len(objs))
+
+    def _finish_update(
+        self, session: Session, obj: ModelT, before: dict[str, Any], actor: str, operation: str
+    ) -> None:
+        self.hooks.emit("before_update", session=session, instance=obj)
+        session.flush()
+        after = self._snapshot(obj)
+        self._audit(session, actor, operation, [obj], [before], [after])
+        self.hooks.emit("after_update", session=session, instance=obj)
+        self._record(session, "update", [after], [before])
+
+    def _delete_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
+        self._emit_each("before_delete", session, objs)
+        befores = [self._snapshot(obj) for obj in objs]
+        if self.soft_delete:
+            now = self._deleted_at_now()
+            for obj in objs:
+                setattr(obj, _SOFT_DELETE_COLUMN, now)
+            session.flush()
+            afters: list[dict[str, Any] | None] = [self._snapshot(obj) for obj in objs]
+            self._audit(session, actor, "soft_delete", objs, befores, afters)
+        else:
+            for obj in objs:
+                session.delete(obj)
+            session.flush()
+            afters = [None] * len(objs)
+            self._audit(session, actor, "delete", objs, befores, afters)
+        self._emit_each("after_delete", session, objs)
+        self._record(
+            session, "delete", [a or b for a, b in zip(afters, befores, strict=True)], befores
+        )
+
+    def _audit(
+        self,
+        session: Session,
+        actor: str,
+        operation: str,
+        objs: list[ModelT],
+        befores: Sequence[dict[str, Any] | None],
+        afters: Sequence[dict[str, Any] | None],
+    ) -> None:
+        if not self.enable_auditing or not objs:
+            return
+        now = utcnow()
+        write_audit_rows(
+            session,
+            (
+                audit_row(
+                    component=self.component,
+                    operation=operation,
+                    record_id=getattr(obj, self.primary_key),
+                    actor=actor,
+                    before=before,
+                    after=after,
+                    timestamp=now,
+                )
+                for obj, before, after in zip(objs, befores, afters, strict=True)
+            ),
+        )
+
+    def _record(
+        self,
+        session: Session,
+        operation: changes.Operation,
+        values: Sequence[dict[str, Any]],
+        befores: Sequence[dict[str, Any] | None],
+    ) -> None:
+        if self._commit_listeners:
+            records = [
+                Change(self.table_name, operation, value, before)
+                for value, before in zip(values, befores, strict=True)
+            ]
+            changes.record(session, self, records)
+
+    def _emit_each(self, event: HookEvent, session: Session, objs: list[ModelT]) -> None:
+        if self.hooks.has(event):
+            for obj in objs:
+                self.hooks.emit(event, session=session, instance=obj)
+
+    def _snapshot(self, obj: ModelT) -> dict[str, Any]:
+        return {name: to_json_safe(getattr(obj, name)) for name in self.columns}
+
+    def _committed_snapshot(self, obj: ModelT) -> dict[str, Any]:
+        # The row as the database has it, even when the caller changed the loaded instance.
+        state = inspect(obj)
+        snapshot = {}
+        for name in self.columns:
+            history = state.attrs[name].history
+            value = history.deleted[0] if history.deleted else getattr(obj, name)
+            snapshot[name] = to_json_safe(value)
+        return snapshot
+
+    def _is_deleted(self, obj: ModelT) -> bool:
+        return self.soft_delete and getattr(obj, _SOFT_DELETE_COLUMN) is not None
+
+    def _deleted_at_now(self) -> datetime:
+        column_type = self.model.__table__.c[_SOFT_DELETE_COLUMN].type  # type: ignore[attr-defined]
+        aware = isinstance(column_type, UTCDateTime) or getattr(column_type, "timezone", False)
+        now = utcnow()
+        return now if aware else now.replace(tzinfo=None)
+
+    def _check_updatable(self, fields: dict[str, Any]) -> None:
+        for name in fields:
+            if name not in self.columns:
+                raise ValueError(f"{self.model.__name__} has no field {name!r}")
+            if name == self.primary_key:
+                raise ValueError(f"the primary key {name!r} cannot be updated")
+            if name == _SOFT_DELETE_COLUMN:
+                raise ValueError("deleted_at is managed by delete() and restore()")
+
+    def _filters(
+        self, conditions: Sequence[ColumnElement[bool] | bool], include_deleted: bool
+    ) -> list[ColumnElement[bool] | bool]:
+        filters = list(conditions)
+        if self.soft_delete and not include_deleted:
+            filters.append(self.model.__table__.c[_SOFT_DELETE_COLUMN].is_(None))  # type: ignore[attr-defined]
+        return filters
+
+    def _order(self, order_by: str | None, desc: bool) -> list[UnaryExpression[Any]]:
+        key = self._pk_column.desc() if desc else self._pk_column.asc()
+        if order_by is None or order_by == self.primary_key:
+            return [key]
+        if order_by not in self.columns:
+            raise ValueError(f"{self.model.__name__} has no column {order_by!r} to order by")
+        column = getattr(self.model, order_by)
+        # The primary key breaks ties so that pages never overlap or skip rows.
+        return [column.desc() if desc else column.asc(), key]

@@ -1,0 +1,93 @@
+"""``bootstrap()``: one call that wires the database, the CRUD routers and the /db router."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import SQLModel
+
+from storage import database
+from storage.accessor import ModelAccessor
+from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["bootstrap", "prepare_database"]
+
+logger = logging.getLogger("storage.bootstrap")
+
+
+def prepare_database(
+    *, database_url: str | None = None, create_tables: bool = True, auto_migrate: bool = False
+) -> None:
+    """Configure the URL, then create missing tables or apply the additive migrations.
+
+    Raises:
+        ConfigurationError: the database is already in use with another URL.
+        MigrationError: ``auto_migrate`` found a change it refuses to make.
+    """
+    if database_url is not None:
+        database.set_database_url(database_url)
+    engine = database.get_engine()
+    if auto_migrate:
+        plan = apply_sqlmodel_migrations(engine=engine)
+        for step in plan.steps:
+            logger.info("auto-migration: %s", step)
+        return
+    if create_tables:
+        SQLModel.metadata.create_all(engine)
+    plan = plan_sqlmodel_migrations(engine=engine)
+    if not plan.is_empty:
+        logger.warning(
+            "the database differs from the models (%s); pass auto_migrate=True to apply the "
+            "additive changes",
+            "; ".join(str(item) for item in [*plan.steps, *plan.problems]),
+        )
+
+
+def bootstrap(
+    app: FastAPI | None = None,
+    *,
+    accessors: Iterable[ModelAccessor[Any]] = (),
+    database_url: str | None = None,
+    create_tables: bool = True,
+    auto_migrate: bool = False,
+    max_records_per_model: int | None = 5,
+    enable_db_router: bool = True,
+    **router_options: Any,
+) -> None:
+    """Set up storage for a FastAPI app (or, with no app, only the database).
+
+    Args:
+        app: the FastAPI app to add routes to; ``None`` prepares the database only.
+        accessors: one CRUD router is mounted per accessor, at ``/{component}``.
+        database_url: SQLAlchemy URL; default from ``STORAGE_DATABASE_URL``, else
+            ``sqlite:///./storage.db``.
+        create_tables: create tables that do not exist yet.
+        auto_migrate: apply safe additive migrations to existing tables.
+        max_records_per_model: row cap per model for the CRUD routers (``None``: no cap).
+        enable_db_router: mount the ``/db`` router.
+        router_options: passed on to the routers (see :func:`storage.router_model.build_crud_router`).
+
+    Raises:
+        ConfigurationError: the database is already in use with another URL.
+        MigrationError: ``auto_migrate`` found a change it refuses to make.
+    """
+    accessors = list(accessors)
+    prepare_database(
+        database_url=database_url, create_tables=create_tables, auto_migrate=auto_migrate
+    )
+    if app is None:
+        return
+    from storage.router_database import build_db_router
+    from storage.router_model import build_crud_router
+
+    for accessor in accessors:
+        app.include_router(
+            build_crud_router(accessor, max_records=max_records_per_model, **router_options)
+        )
+    if enable_db_router:
+        app.include_router(build_db_router())

@@ -1,0 +1,137 @@
+"""Change feed: what a committed transaction wrote, and who wants to know.
+
+Accessors record a :class:`Change` for each row they write in the session's ``info``. When the
+transaction really commits the pending changes move to a "committed" list; on rollback they are
+dropped. The code that ended the transaction then calls :func:`dispatch`, outside of any session,
+so listeners may freely open transactions of their own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+__all__ = [
+    "Change",
+    "ChangeListener",
+    "RestoreListener",
+    "dispatch",
+    "notify_database_restored",
+    "on_database_restored",
+]
+
+logger = logging.getLogger("storage.changes")
+
+Operation = Literal["create", "update", "delete"]
+
+_PENDING = "storage.pending_changes"
+_COMMITTED = "storage.committed_changes"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One row written by a committed transaction.
+
+    Attributes:
+        table: name of the table that was written.
+        operation: ``create``, ``update`` or ``delete`` (soft deletes are ``delete``, restores
+            are ``update``).
+        values: the row's JSON-safe column values after the write (for a delete: the last ones).
+        before: the values before the write; ``None`` for a create.
+    """
+
+    table: str
+    operation: Operation
+    values: dict[str, Any]
+    before: dict[str, Any] | None = None
+
+
+ChangeListener = Callable[[list[Change]], None]
+RestoreListener = Callable[[], None]
+
+
+class _Subscriber(Protocol):
+    def _notify_committed(self, changes: list[Change]) -> None: ...
+
+
+def record(session: Session, subscriber: _Subscriber, changes: list[Change]) -> None:
+    """Remember changes written in ``session`` for dispatch after it commits."""
+    pending: list[tuple[_Subscriber, Change]] = session.info.setdefault(_PENDING, [])
+    pending.extend((subscriber, change) for change in changes)
+
+
+def pending_mark(session: Session) -> int:
+    """Return a mark to :func:`discard_since` if the work after it is rolled back."""
+    return len(session.info.get(_PENDING, ()))
+
+
+def discard_since(session: Session, mark: int) -> None:
+    """Forget changes recorded after ``mark`` (their savepoint was rolled back)."""
+    pending = session.info.get(_PENDING)
+    if pending is not None:
+        del pending[mark:]
+
+
+def take_committed(session: Session) -> list[tuple[_Subscriber, Change]]:
+    """Remove and return the changes of the transactions ``session`` has committed."""
+    committed: list[tuple[_Subscriber, Change]] = session.info.pop(_COMMITTED, [])
+    return committed
+
+
+def dispatch(committed: list[tuple[_Subscriber, Change]]) -> None:
+    """Call each subscriber once with the list of its committed changes, in write order."""
+    grouped: dict[int, tuple[_Subscriber, list[Change]]] = {}
+    for subscriber, change in committed:
+        grouped.setdefault(id(subscriber), (subscriber, []))[1].append(change)
+    for subscriber, changes in grouped.values():
+        subscriber._notify_committed(changes)
+
+
+def call_listeners(listeners: list[Callable[..., None]], *args: Any) -> None:
+    """Call every listener; one that raises is logged and does not stop the others."""
+    for listener in listeners:
+        try:
+            listener(*args)
+        except Exception:
+            logger.exception("listener %r failed", listener)
+
+
+class _RestoreListeners:
+    def __init__(self) -> None:
+        self.listeners: list[RestoreListener] = []
+
+
+_restore_listeners = _RestoreListeners()
+
+
+def on_database_restored(fn: RestoreListener) -> RestoreListener:
+    """Register ``fn()`` to be called after a backup has been restored into the live database.
+
+    Use it to drop caches that hold rows read before the restore.
+    """
+    _restore_listeners.listeners.append(fn)
+    return fn
+
+
+def notify_database_restored() -> None:
+    """Call every function registered with :func:`on_database_restored`."""
+    call_listeners(list(_restore_listeners.listeners))
+
+
+# Listening on the base Session class (not a subclass) means sessions that host apps create
+# themselves and hand to ``use_session`` get the same commit/rollback bookkeeping.
+@event.listens_for(Session, "after_commit")
+def _after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.info.setdefault(_COMMITTED, []).extend(pending)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(_PENDING, None)

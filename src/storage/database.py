@@ -1,0 +1,280 @@
+"""The engine, sessions and transactions.
+
+A :class:`Database` owns one engine and the rules for using it. The module-level functions
+(:func:`set_database_url`, :func:`get_engine`, :func:`transaction`, :func:`use_session`) are thin
+wrappers over a default instance kept in this module, so ``importlib.reload(storage.database)``
+yields a fresh, unconfigured database. Other modules read ``database.X`` at call time.
+
+On SQLite every connection gets ``foreign_keys=ON``, a busy timeout and (for files) the WAL
+journal. Write transactions begin with ``BEGIN IMMEDIATE`` and, inside one process, take a
+writer lock first, so concurrent writers queue instead of failing with "database is locked".
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session
+
+from storage import changes
+from storage.errors import ConfigurationError, translate_driver_errors
+
+__all__ = [
+    "CURRENT_SESSION",
+    "DEFAULT_DATABASE_URL",
+    "Database",
+    "get_database",
+    "get_engine",
+    "read_session",
+    "set_database_url",
+    "transaction",
+    "use_session",
+]
+
+DEFAULT_DATABASE_URL = "sqlite:///./storage.db"
+URL_ENVIRONMENT_VARIABLES = ("STORAGE_DATABASE_URL", "VENTION_STORAGE_DATABASE_URL")
+
+CURRENT_SESSION: ContextVar[Session | None] = ContextVar("storage_current_session", default=None)
+
+_BEGIN_OPTION = "storage_sqlite_begin"
+
+
+def _url_from_environment() -> str:
+    for name in URL_ENVIRONMENT_VARIABLES:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return DEFAULT_DATABASE_URL
+
+
+def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # The driver's own transaction handling would BEGIN lazily (deferred) and upgrade to a
+        # write lock later, which fails at once under contention; we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One database: its URL, its engine (created on first use) and its transactions.
+
+    Args:
+        url: SQLAlchemy URL; ``None`` reads ``STORAGE_DATABASE_URL`` (or
+            ``VENTION_STORAGE_DATABASE_URL``) when the engine is first needed, else
+            ``sqlite:///./storage.db``.
+        busy_timeout: seconds a SQLite writer waits for another process's lock.
+        engine_options: extra keyword arguments for :func:`sqlalchemy.create_engine`.
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        busy_timeout: float = 30.0,
+        engine_options: dict[str, Any] | None = None,
+    ) -> None:
+        self._url = url
+        self._busy_timeout = busy_timeout
+        self._engine_options = dict(engine_options or {})
+        self._engine: Engine | None = None
+        self._read_engine: Engine | None = None
+        self._engine_lock = threading.Lock()
+        # One writer at a time inside this process (SQLite only); other processes are kept
+        # in order by BEGIN IMMEDIATE and the busy timeout.
+        self._writer_lock = threading.RLock()
+
+    @property
+    def url(self) -> str:
+        """The URL in use (or that will be used when the engine is created)."""
+        return self._url or _url_from_environment()
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether this database is SQLite."""
+        return make_url(self.url).get_backend_name() == "sqlite"
+
+    def set_url(self, url: str) -> None:
+        """Set the URL; only allowed before the engine exists.
+
+        Raises:
+            ConfigurationError: the engine already exists with another URL.
+        """
+        if self._engine is not None and url != self.url:
+            raise ConfigurationError(
+                "set_database_url() must be called before the database is first used "
+                f"(the engine already exists for {make_url(self.url).render_as_string()})"
+            )
+        self._url = url
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, created on first use and the same object until :meth:`dispose`."""
+        if self._engine is None:
+            with self._engine_lock:
+                if self._engine is None:
+                    self._engine = self._create_engine()
+        return self._engine
+
+    def _create_engine(self) -> Engine:
+        url = make_url(self.url)
+        options: dict[str, Any] = {}
+        if url.get_backend_name() == "sqlite":
+            in_memory = url.database in (None, "", ":memory:")
+            options["connect_args"] = {"check_same_thread": False, "timeout": self._busy_timeout}
+            if in_memory:
+                options["poolclass"] = StaticPool
+            options.update(self._engine_options)
+            engine = create_engine(url, **options)
+            _configure_sqlite(engine, busy_timeout=self._busy_timeout, in_memory=in_memory)
+            return engine
+        options["pool_pre_ping"] = True
+        if url.get_backend_name() in ("mysql", "mariadb"):
+            options["pool_recycle"] = 3600
+        options.update(self._engine_options)
+        return create_engine(url, **options)
+
+    def _engine_for_reads(self) -> Engine:
+        if self._read_engine is None:
+            self._read_engine = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+        return self._read_engine
+
+    def dispose(self) -> None:
+        """Close every pooled connection; the engine is recreated with the same URL on next use."""
+        with self._engine_lock:
+            if self._engine is not None:
+                self._engine.dispose()
+            self._engine = None
+            self._read_engine = None
+
+    def session(self) -> Session:
+        """A new session bound to the engine; objects stay readable after commit."""
+        return Session(self.engine, expire_on_commit=False)
+
+    def writer_lock(self) -> AbstractContextManager[Any]:
+        """The in-process writer lock for SQLite (a no-op context for other engines)."""
+        return self._writer_lock if self.is_sqlite else nullcontext()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """Run the block in one atomic transaction and make its session current.
+
+        Commits when the block ends, rolls back when it raises. Inside an active transaction
+        (or ``use_session``) it joins the outer one: no second connection, one commit.
+        Driver errors come out as :class:`storage.errors.StorageError`.
+        """
+        current = CURRENT_SESSION.get()
+        if current is not None:
+            yield current
+            return
+        with self.writer_lock():
+            session = self.session()
+            with self._current(session, owned=True):
+                yield session
+        changes.dispatch(changes.take_committed(session))
+
+    @contextmanager
+    def use_session(self, session: Session | None = None) -> Iterator[Session]:
+        """Make a session current so accessor calls in the block share it.
+
+        With no argument it joins the current session, or opens a transaction like
+        :meth:`transaction`. A session passed in is made current and committed when the block
+        ends (rolled back when it raises), so accessor writes are never silently lost; the
+        caller still owns and closes it.
+        """
+        current = CURRENT_SESSION.get()
+        if session is None or session is current:
+            with self.transaction() as joined:
+                yield joined
+            return
+        with self._current(session, owned=False):
+            yield session
+        changes.dispatch(changes.take_committed(session))
+
+    @contextmanager
+    def _current(self, session: Session, *, owned: bool) -> Iterator[None]:
+        token = CURRENT_SESSION.set(session)
+        try:
+            with translate_driver_errors():
+                try:
+                    yield
+                    session.commit()
+                except BaseException:
+                    session.rollback()
+                    raise
+        finally:
+            CURRENT_SESSION.reset(token)
+            if owned:
+                session.close()
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """The current session, or a short read-only one that takes no write lock."""
+        current = CURRENT_SESSION.get()
+        if current is not None:
+            with translate_driver_errors():
+                yield current
+            return
+        session = Session(self._engine_for_reads(), expire_on_commit=False)
+        try:
+            with translate_driver_errors():
+                yield session
+        finally:
+            session.close()
+
+
+_default = Database()
+
+
+def get_database() -> Database:
+    """The default :class:`Database` that the module-level functions use."""
+    return _default
+
+
+def set_database_url(url: str) -> None:
+    """Set the database URL; call it before the database is first used.
+
+    Raises:
+        ConfigurationError: (a ``RuntimeError``) the engine already exists with another URL.
+    """
+    _default.set_url(url)
+
+
+def get_engine() -> Engine:
+    """The engine of the default database: the same object on every call."""
+    return _default.engine
+
+
+def transaction() -> AbstractContextManager[Session]:
+    """Context manager: one atomic transaction on the default database (see
+    :meth:`Database.transaction`)."""
+    return _default.transaction()
+
+
+def use_session(session: Session | None = None) -> AbstractContextManager[Session]:
+    """Context manager: make ``session`` current (see :meth:`Database.use_session`)."""
+    return _default.use_session(session)
+
+
+def read_session() -> AbstractContextManager[Session]:
+    """Context manager: a session for reads (see :meth:`Database.read_session`)."""
+    return _default.read_session()

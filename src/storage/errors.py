@@ -1,0 +1,132 @@
+"""Every error the storage layer raises, and the one place driver errors are translated.
+
+The tree::
+
+    StorageError
+    ├── ConfigurationError      (also a RuntimeError: the database was configured too late)
+    ├── NotFoundError
+    ├── ConflictError
+    │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint)
+    │   ├── SoftDeleteNotSupported   (restore on a model without ``deleted_at``)
+    │   └── RecordDeletedError       (save() of a soft-deleted row)
+    ├── ValidationError
+    ├── DatabaseBusyError       (the database stayed locked past the busy timeout)
+    ├── MigrationError          (an auto-migration that would destroy or guess)
+    └── RestoreError            (a backup file that cannot be restored)
+
+Messages never contain SQL text or bound parameters: they name tables, columns and constraints.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import exc as sa_exc
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "DatabaseBusyError",
+    "IntegrityConflictError",
+    "MigrationError",
+    "NotFoundError",
+    "RecordDeletedError",
+    "RestoreError",
+    "SoftDeleteNotSupported",
+    "StorageError",
+    "ValidationError",
+    "translate_driver_errors",
+]
+
+
+class StorageError(Exception):
+    """Base class of every error raised by ``storage``."""
+
+
+class ConfigurationError(StorageError, RuntimeError):
+    """The database was configured in a way, or at a time, that cannot work."""
+
+
+class NotFoundError(StorageError):
+    """A record or resource does not exist."""
+
+
+class ConflictError(StorageError):
+    """The request conflicts with the current state of the data."""
+
+
+class IntegrityConflictError(ConflictError):
+    """A database constraint (unique, foreign key, not null, check) rejected the write."""
+
+
+class SoftDeleteNotSupported(ConflictError):
+    """The model has no ``deleted_at`` column, so it cannot be restored."""
+
+
+class RecordDeletedError(ConflictError):
+    """The record is soft-deleted; restore it before changing it."""
+
+
+class ValidationError(StorageError):
+    """Input does not match the model."""
+
+
+class DatabaseBusyError(StorageError):
+    """The database stayed locked by another writer for longer than the busy timeout."""
+
+
+class MigrationError(StorageError):
+    """An automatic migration was refused because it would lose data or need a decision."""
+
+
+class RestoreError(StorageError):
+    """A backup file cannot be restored; the live database was left untouched."""
+
+
+_CONSTRAINT_PATTERNS = (
+    # SQLite: "UNIQUE constraint failed: users.email"
+    re.compile(r"(?P<kind>UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (?P<what>[\w.,\s]+))?"),
+    # PostgreSQL: 'duplicate key value violates unique constraint "users_email_key"'
+    re.compile(r'violates (?P<kind>unique|foreign key|not-null|check) constraint "(?P<what>[^"]+)"'),
+    # PostgreSQL not-null: 'null value in column "name" of relation "users" violates ...'
+    re.compile(r'null value in column "(?P<what>[^"]+)"(?P<kind>)'),
+    # MySQL / MariaDB: "Duplicate entry ... for key 'users.email'"
+    re.compile(r"Duplicate entry .* for key '(?P<what>[^']+)'(?P<kind>)"),
+    re.compile(r"Column '(?P<what>[^']+)' cannot be null(?P<kind>)"),
+    re.compile(r"(?P<kind>foreign key) constraint fails"),
+)
+
+
+def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
+    text = str(exc.orig)
+    for pattern in _CONSTRAINT_PATTERNS:
+        match = pattern.search(text)
+        if match:
+            kind = (match.groupdict().get("kind") or "").lower().replace("-", " ")
+            what = (match.groupdict().get("what") or "").strip()
+            if not kind:
+                kind = "not null" if "null" in text.lower() else "unique"
+            return f"{kind} constraint violated" + (f" ({what})" if what else "")
+    return "a database constraint rejected the write"
+
+
+def translate(exc: sa_exc.SQLAlchemyError) -> StorageError:
+    """Return the storage error that stands for a driver or SQLAlchemy error."""
+    if isinstance(exc, sa_exc.IntegrityError):
+        return IntegrityConflictError(_describe_integrity_error(exc))
+    if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig).lower():
+        return DatabaseBusyError("the database is locked by another writer; try again")
+    if isinstance(exc, sa_exc.DBAPIError):
+        return StorageError(f"database error ({type(exc.orig).__name__})")
+    return StorageError(f"database error ({type(exc).__name__})")
+
+
+@contextmanager
+def translate_driver_errors() -> Iterator[None]:
+    """Re-raise SQLAlchemy and driver errors raised in the block as :class:`StorageError`."""
+    try:
+        yield
+    except sa_exc.SQLAlchemyError as exc:
+        raise translate(exc) from exc

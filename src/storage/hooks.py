@@ -1,0 +1,60 @@
+"""Lifecycle hooks: functions that run inside the write's transaction.
+
+A hook is ``fn(session, instance)``. It runs in the same transaction as the write it belongs
+to, so an exception raised by a hook rolls back the write and its audit row, and accessor calls
+made inside a hook join that transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Generic, Literal, TypeVar, get_args
+
+from sqlmodel import Session
+
+__all__ = ["HOOK_EVENTS", "HookEvent", "HookFn", "HookRegistry"]
+
+ModelT = TypeVar("ModelT")
+
+HookEvent = Literal[
+    "before_insert",
+    "after_insert",
+    "before_update",
+    "after_update",
+    "before_delete",
+    "after_delete",
+]
+HOOK_EVENTS: tuple[HookEvent, ...] = get_args(HookEvent)
+
+HookFn = Callable[[Session, ModelT], None]
+
+
+class HookRegistry(Generic[ModelT]):
+    """Hooks of one model, by event."""
+
+    def __init__(self) -> None:
+        self._hooks: dict[HookEvent, list[HookFn[ModelT]]] = {event: [] for event in HOOK_EVENTS}
+
+    def decorator(self, event: HookEvent) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Return a decorator that registers a function for ``event``.
+
+        Raises:
+            ValueError: ``event`` is not one of :data:`HOOK_EVENTS`.
+        """
+        if event not in self._hooks:
+            raise ValueError(f"unknown hook event {event!r}; expected one of {HOOK_EVENTS}")
+
+        def register(fn: HookFn[ModelT]) -> HookFn[ModelT]:
+            self._hooks[event].append(fn)
+            return fn
+
+        return register
+
+    def has(self, event: HookEvent) -> bool:
+        """Whether any function is registered for ``event``."""
+        return bool(self._hooks[event])
+
+    def emit(self, event: HookEvent, *, session: Session, instance: ModelT) -> None:
+        """Call the functions registered for ``event`` in registration order."""
+        for fn in self._hooks[event]:
+            fn(session, instance)

@@ -1,0 +1,45 @@
+"""Fixtures shared by every test: a fresh database per test on each backend."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import SQLModel
+
+from storage import database
+from support import models  # noqa: F401  (registers the test tables on SQLModel.metadata)
+from support.backends import server_url
+
+ALL_BACKENDS = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql"),
+    pytest.param("mariadb", id="mariadb"),
+]
+
+
+def _configure(url: str) -> None:
+    importlib.reload(database)
+    database.set_database_url(url)
+    SQLModel.metadata.create_all(database.get_engine())
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database with every test table, on SQLite, PostgreSQL and MariaDB in turn."""
+    name = request.param
+    url = f"sqlite:///{tmp_path / 'test.db'}" if name == "sqlite" else server_url(name)
+    _configure(url)
+    yield name
+    database.get_database().dispose()
+
+
+@pytest.fixture
+def sqlite_db(tmp_path: Path) -> Iterator[Path]:
+    """A fresh SQLite file database with every test table; yields its path."""
+    path = tmp_path / "test.db"
+    _configure(f"sqlite:///{path}")
+    yield path
+    database.get_database().dispose()

@@ -1,0 +1,57 @@
+"""Models the storage tests write to: one per kind of key and soft-delete behaviour."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import JSON, Column, Numeric
+from sqlmodel import Field, SQLModel
+
+
+class Color(enum.Enum):
+    RED = "red"
+    GREEN = "green"
+
+
+class User(SQLModel, table=True):
+    """Integer key, soft delete (the seed README's model)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    email: str = Field(default="", max_length=200)
+    age: int | None = None
+    deleted_at: datetime | None = Field(default=None, index=True)
+
+
+class Gadget(SQLModel, table=True):
+    """Integer key, hard delete, unique serial."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(max_length=50, unique=True)
+    owner_id: int | None = Field(default=None, foreign_key="user.id")
+
+
+class Recipe(SQLModel, table=True):
+    """String key (like a program name), soft delete."""
+
+    name: str = Field(primary_key=True, max_length=100)
+    body: str = Field(default="", max_length=500)
+    deleted_at: datetime | None = None
+
+
+class Sample(SQLModel, table=True):
+    """UUID key and one column of every kind the audit log must serialise."""
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    taken_at: datetime
+    day: date
+    weight: Decimal = Field(sa_column=Column(Numeric(10, 3), nullable=False))
+    color: Color = Color.RED
+    ratio: float = 0.5
+    active: bool = True
+    payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    ref: uuid.UUID | None = None
