@@ -8,8 +8,11 @@ The tree::
     ├── ConflictError
     │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint)
     │   ├── SoftDeleteNotSupported   (restore on a model without ``deleted_at``)
-    │   └── RecordDeletedError       (save() of a soft-deleted row)
+    │   ├── RecordDeletedError       (save() of a soft-deleted row)
+    │   └── RecordLimitError         (a model's row cap is reached)
+    ├── PreconditionFailedError (a stale ``If-Match`` version)
     ├── ValidationError
+    │   └── PayloadTooLargeError     (an upload over the size limit)
     ├── DatabaseBusyError       (the database stayed locked past the busy timeout)
     ├── MigrationError          (an auto-migration that would destroy or guess)
     └── RestoreError            (a backup file that cannot be restored)
@@ -32,7 +35,10 @@ __all__ = [
     "IntegrityConflictError",
     "MigrationError",
     "NotFoundError",
+    "PayloadTooLargeError",
+    "PreconditionFailedError",
     "RecordDeletedError",
+    "RecordLimitError",
     "RestoreError",
     "SoftDeleteNotSupported",
     "StorageError",
@@ -69,8 +75,20 @@ class RecordDeletedError(ConflictError):
     """The record is soft-deleted; restore it before changing it."""
 
 
+class RecordLimitError(ConflictError):
+    """The model already holds as many rows as it is allowed to."""
+
+
+class PreconditionFailedError(StorageError):
+    """The record changed since the version the client based its edit on."""
+
+
 class ValidationError(StorageError):
     """Input does not match the model."""
+
+
+class PayloadTooLargeError(ValidationError):
+    """An upload is larger than the configured limit."""
 
 
 class DatabaseBusyError(StorageError):

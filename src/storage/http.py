@@ -1,0 +1,107 @@
+"""What every router shares: error-to-status mapping, the ``X-User`` actor, auth dependencies.
+
+Routers are built with ``route_class=StorageRoute``, so a :class:`~storage.errors.StorageError`
+raised anywhere in an endpoint becomes the same JSON error response in every router, without
+the host app registering exception handlers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import Header, HTTPException, Request, Response
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+
+from storage.errors import (
+    ConflictError,
+    DatabaseBusyError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PreconditionFailedError,
+    StorageError,
+    ValidationError,
+)
+
+__all__ = [
+    "STATUS_BY_ERROR",
+    "RouteAuth",
+    "StorageRoute",
+    "error_response",
+    "require_actor",
+]
+
+logger = logging.getLogger("storage.http")
+
+# Most specific first: the first class the error is an instance of decides the status.
+STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
+    (NotFoundError, 404),
+    (PreconditionFailedError, 412),
+    (PayloadTooLargeError, 413),
+    (ConflictError, 409),
+    (ValidationError, 422),
+    (DatabaseBusyError, 503),
+)
+
+
+def error_response(exc: StorageError) -> JSONResponse:
+    """The JSON response for a storage error: ``{"detail": message}`` and its status."""
+    for error_type, status in STATUS_BY_ERROR:
+        if isinstance(exc, error_type):
+            headers = {"Retry-After": "1"} if status == 503 else None
+            return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+    logger.error("storage error in a route: %s", exc, exc_info=exc)
+    return JSONResponse({"detail": "internal database error"}, status_code=500)
+
+
+class StorageRoute(APIRoute):
+    """An ``APIRoute`` that turns storage errors into their HTTP responses."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except StorageError as exc:
+                return error_response(exc)
+
+        return handle
+
+
+def require_actor(
+    x_user: Annotated[
+        str | None,
+        Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
+    ] = None,
+) -> str:
+    """FastAPI dependency: the ``X-User`` header, required on every mutation (400 without)."""
+    if x_user is None or not x_user.strip():
+        raise HTTPException(status_code=400, detail="the X-User header is required")
+    return x_user.strip()
+
+
+@dataclass(frozen=True)
+class RouteAuth:
+    """FastAPI dependencies that guard routes, by kind of route.
+
+    ``read`` guards GET routes, ``write`` every mutation, ``admin`` the database-wide routes
+    (export, import, backup, restore). The default guards nothing, as vention-storage did.
+
+    Example::
+
+        auth = RouteAuth(write=[Depends(require_operator)], admin=[Depends(require_admin)])
+    """
+
+    read: Sequence[Depends] = field(default=())
+    write: Sequence[Depends] = field(default=())
+    admin: Sequence[Depends] = field(default=())
+
+    @classmethod
+    def every(cls, *dependencies: Depends) -> RouteAuth:
+        """The same dependencies on every route."""
+        return cls(read=dependencies, write=dependencies, admin=dependencies)
