@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from sqlalchemy import ColumnElement, func, inspect, select
 from sqlalchemy.orm import Mapper
@@ -15,6 +15,7 @@ from sqlmodel import Session, SQLModel
 
 from storage import changes, database
 from storage.auditor import UTCDateTime, audit_row, to_json_safe, utcnow, write_audit_rows
+from storage.bulk import BulkInserter
 from storage.changes import Change, ChangeListener
 from storage.errors import RecordDeletedError, SoftDeleteNotSupported, translate_driver_errors
 from storage.hooks import HookEvent, HookFn, HookRegistry
@@ -59,6 +60,7 @@ class ModelAccessor(Generic[ModelT]):
         self.soft_delete: bool = _SOFT_DELETE_COLUMN in self.columns
         self.table_name: str = table.name
         self._commit_listeners: list[ChangeListener] = []
+        self._inserter = BulkInserter(mapper)
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
@@ -165,6 +167,41 @@ class ModelAccessor(Generic[ModelT]):
             statement = statement.limit(limit)
         with database.read_session() as session:
             return list(session.scalars(statement).all())
+
+    def find_ordered(
+        self,
+        *conditions: ColumnElement[bool] | bool,
+        order: Sequence[ColumnElement[Any]],
+        include_deleted: bool = False,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[ModelT]:
+        """Rows matching every condition, in an explicit SQL order (several keys, NULL placement).
+
+        The caller's ``order`` should end with a unique column so that pages never overlap.
+        """
+        filters = cast(list[ColumnElement[bool]], self._filters(conditions, include_deleted))
+        statement = select(self.model).where(*filters).order_by(*order)
+        if offset:
+            statement = statement.offset(offset)
+        if limit is not None:
+            statement = statement.limit(limit)
+        with database.read_session() as session:
+            return list(session.scalars(statement).all())
+
+    def get_for_update(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
+        """Like :meth:`get`, but the row stays locked against other writers until the current
+        transaction ends (``SELECT ... FOR UPDATE``; SQLite serializes writers instead).
+
+        Call it inside :func:`storage.database.transaction`, before changing the row, so that a
+        check made on the row (a version, a state) still holds when the write happens.
+        """
+        key = self.coerce_key(id)
+        with database.read_session() as session:
+            obj = session.get(self.model, key, with_for_update=True, populate_existing=True)
+            if obj is None or (not include_deleted and self._is_deleted(obj)):
+                return None
+            return obj
 
     def count(self, *conditions: ColumnElement[bool] | bool, include_deleted: bool = False) -> int:
         """The number of rows matching every condition, counted by the database."""
@@ -331,8 +368,7 @@ class ModelAccessor(Generic[ModelT]):
     def _insert_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
         for obj in objs:
             self.hooks.emit("before_insert", session=session, instance=obj)
-        session.add_all(objs)
-        session.flush()
+        self._inserter.insert(session, objs)
         afters = [self._snapshot(obj) for obj in objs]
         self._audit(session, actor, "create", objs, [None] * len(objs), afters)
         self._emit_each("after_insert", session, objs)
@@ -417,7 +453,11 @@ class ModelAccessor(Generic[ModelT]):
                 self.hooks.emit(event, session=session, instance=obj)
 
     def _snapshot(self, obj: ModelT) -> dict[str, Any]:
-        return {name: to_json_safe(getattr(obj, name)) for name in self.columns}
+        values = obj.__dict__  # loaded column values live here; expired ones are loaded below
+        return {
+            name: to_json_safe(values[name] if name in values else getattr(obj, name))
+            for name in self.columns
+        }
 
     def _committed_snapshot(self, obj: ModelT) -> dict[str, Any]:
         # The row as the database has it, even when the caller changed the loaded instance.
@@ -449,8 +489,8 @@ class ModelAccessor(Generic[ModelT]):
 
     def _filters(
         self, conditions: Sequence[ColumnElement[bool] | bool], include_deleted: bool
-    ) -> list[ColumnElement[bool] | bool]:
-        filters = list(conditions)
+    ) -> list[Any]:
+        filters: list[Any] = list(conditions)
         if self.soft_delete and not include_deleted:
             filters.append(self.model.__table__.c[_SOFT_DELETE_COLUMN].is_(None))  # type: ignore[attr-defined]
         return filters

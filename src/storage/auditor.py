@@ -93,6 +93,9 @@ class AuditLog(SQLModel, table=True):
     )
 
 
+_AUDIT_INSERT = insert(AuditLog.__table__)  # type: ignore[attr-defined]
+
+
 def to_json_safe(value: Any) -> Any:
     """Convert a column value into something ``json.dumps`` accepts without losing meaning."""
     kind = type(value)
@@ -149,7 +152,8 @@ def write_audit_rows(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """Insert audit rows in one bulk statement inside the session's transaction."""
     batch = list(rows)
     if batch:
-        session.execute(insert(AuditLog.__table__), batch)  # type: ignore[arg-type]
+        # Core on the session's connection: no ORM bookkeeping for rows nobody loads back.
+        session.connection().execute(_AUDIT_INSERT, batch)
 
 
 def audit_operation(

@@ -70,7 +70,8 @@ def bootstrap(
         auto_migrate: apply safe additive migrations to existing tables.
         max_records_per_model: row cap per model for the CRUD routers (``None``: no cap).
         enable_db_router: mount the ``/db`` router.
-        router_options: passed on to the routers (see :func:`storage.router_model.build_crud_router`).
+        router_options: passed on to each CRUD router
+            (see :func:`storage.router_model.build_crud_router`).
 
     Raises:
         ConfigurationError: the database is already in use with another URL.

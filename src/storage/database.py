@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -72,7 +72,8 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
-        connection.exec_driver_sql(f"BEGIN {mode}")
+        # Straight to the driver: this runs once per transaction, on the hot path.
+        connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
 
 class Database:
@@ -170,9 +171,38 @@ class Database:
         """A new session bound to the engine; objects stay readable after commit."""
         return Session(self.engine, expire_on_commit=False)
 
+    @contextmanager
+    def raw_connection(self) -> Iterator[Any]:
+        """A driver connection from the pool (``sqlite3.Connection`` on SQLite), given back after.
+
+        For what SQLAlchemy has no API for, such as SQLite's online backup. On SQLite it is in
+        autocommit mode; leave it without an open transaction.
+        """
+        with translate_driver_errors():
+            pooled = self.engine.raw_connection()
+        try:
+            yield pooled.driver_connection
+        finally:
+            pooled.close()
+
+    @contextmanager
+    def snapshot_read(self) -> Iterator[Connection]:
+        """A connection in one read transaction that sees one consistent state of every table.
+
+        SQLite: a deferred transaction (in WAL mode its first read fixes the snapshot, and
+        writers carry on). PostgreSQL, MySQL, MariaDB: ``REPEATABLE READ`` isolation. For
+        exports and snapshots that read many tables. Driver errors come out as
+        :class:`storage.errors.StorageError`.
+        """
+        with translate_driver_errors(), self._engine_for_reads().connect() as connection:
+            if not self.is_sqlite:
+                connection.execution_options(isolation_level="REPEATABLE READ")
+            with connection.begin():
+                yield connection
+
     def writer_lock(self) -> AbstractContextManager[Any]:
         """The in-process writer lock for SQLite (a no-op context for other engines)."""
-        return self._writer_lock if self.is_sqlite else nullcontext()
+        return self._writer_lock if self.engine.dialect.name == "sqlite" else nullcontext()
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -14,6 +14,8 @@ The tree::
     ├── ValidationError
     │   └── PayloadTooLargeError     (an upload over the size limit)
     ├── DatabaseBusyError       (the database stayed locked past the busy timeout)
+    ├── DatabaseUnavailableError (the database cannot be reached at all)
+    ├── MissingDependencyError  (an optional package or program is not installed)
     ├── MigrationError          (an auto-migration that would destroy or guess)
     └── RestoreError            (a backup file that cannot be restored)
 
@@ -32,8 +34,10 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "DatabaseBusyError",
+    "DatabaseUnavailableError",
     "IntegrityConflictError",
     "MigrationError",
+    "MissingDependencyError",
     "NotFoundError",
     "PayloadTooLargeError",
     "PreconditionFailedError",
@@ -95,6 +99,14 @@ class DatabaseBusyError(StorageError):
     """The database stayed locked by another writer for longer than the busy timeout."""
 
 
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be reached (server down, file unreadable)."""
+
+
+class MissingDependencyError(StorageError):
+    """An optional dependency (a Python extra or an external program) is not installed."""
+
+
 class MigrationError(StorageError):
     """An automatic migration was refused because it would lose data or need a decision."""
 
@@ -105,9 +117,13 @@ class RestoreError(StorageError):
 
 _CONSTRAINT_PATTERNS = (
     # SQLite: "UNIQUE constraint failed: users.email"
-    re.compile(r"(?P<kind>UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (?P<what>[\w.,\s]+))?"),
+    re.compile(
+        r"(?P<kind>UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (?P<what>[\w.,\s]+))?"
+    ),
     # PostgreSQL: 'duplicate key value violates unique constraint "users_email_key"'
-    re.compile(r'violates (?P<kind>unique|foreign key|not-null|check) constraint "(?P<what>[^"]+)"'),
+    re.compile(
+        r'violates (?P<kind>unique|foreign key|not-null|check) constraint "(?P<what>[^"]+)"'
+    ),
     # PostgreSQL not-null: 'null value in column "name" of relation "users" violates ...'
     re.compile(r'null value in column "(?P<what>[^"]+)"(?P<kind>)'),
     # MySQL / MariaDB: "Duplicate entry ... for key 'users.email'"

@@ -122,9 +122,7 @@ def _scalar_default(column: Column[Any]) -> tuple[bool, Any]:
     return False, None
 
 
-def _plan_columns(
-    table: Table, existing: dict[str, dict[str, Any]], plan: MigrationPlan
-) -> set[str]:
+def _plan_columns(table: Table, existing: dict[str, Any], plan: MigrationPlan) -> set[str]:
     added: set[str] = set()
     for column in table.columns:
         reflected = existing.get(column.name)
@@ -152,7 +150,8 @@ def _plan_uniques_and_indexes(
     table: Table, inspector: Any, columns_after: set[str], plan: MigrationPlan
 ) -> None:
     indexes = inspector.get_indexes(table.name)
-    unique_sets = {frozenset(u["column_names"]) for u in inspector.get_unique_constraints(table.name)}
+    uniques = inspector.get_unique_constraints(table.name)
+    unique_sets = {frozenset(u["column_names"]) for u in uniques}
     unique_sets |= {frozenset(i["column_names"]) for i in indexes if i.get("unique")}
     pk = inspector.get_pk_constraint(table.name).get("constrained_columns") or []
     unique_sets.add(frozenset(pk))
@@ -207,7 +206,7 @@ def plan_sqlmodel_migrations(
 
 def _add_column(connection: Connection, table: Table, column: Column[Any]) -> None:
     dialect = connection.dialect
-    spec = dialect.ddl_compiler(dialect, None).get_column_specification(column)
+    spec = dialect.ddl_compiler(dialect, None).get_column_specification(column)  # type: ignore[arg-type]
     has_default, value = _scalar_default(column)
     if column.server_default is None and has_default:
         rendered = literal(value, type_=column.type).compile(

@@ -285,7 +285,11 @@ def test_uuid_keys() -> None:
 
     samples = ModelAccessor(Sample, "samples")
     sample = samples.insert(
-        Sample(taken_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), day=date(2026, 1, 2), weight=Decimal("1.5"))
+        Sample(
+            taken_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            day=date(2026, 1, 2),
+            weight=Decimal("1.5"),
+        )
     )
     assert isinstance(sample.id, uuid.UUID)
     assert samples.get(sample.id) is not None

@@ -1,15 +1,17 @@
-"""Models the storage tests write to: one per kind of key and soft-delete behaviour."""
+"""Models the storage tests write to: one per kind of key and soft-delete behaviour.
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: SQLModel resolves relationship annotations at
+class creation.
+"""
 
 import enum
 import uuid
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Numeric
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, Integer, Numeric
+from sqlmodel import Field, Relationship, SQLModel
 
 
 class Color(enum.Enum):
@@ -55,3 +57,26 @@ class Sample(SQLModel, table=True):
     active: bool = True
     payload: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     ref: uuid.UUID | None = None
+
+
+class Setting(SQLModel, table=True):
+    """A column whose default lives on the SQLAlchemy column, applied when the value is None."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=50)
+    level: int | None = Field(default=None, sa_column=Column(Integer, default=7, nullable=True))
+
+
+class Cell(SQLModel, table=True):
+    """A parent with a relationship: inserts go through the ORM so children cascade."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    robots: list["Robot"] = Relationship(back_populates="cell")
+
+
+class Robot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    cell_id: int | None = Field(default=None, foreign_key="cell.id")
+    cell: Optional["Cell"] = Relationship(back_populates="robots")

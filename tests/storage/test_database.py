@@ -1,0 +1,198 @@
+"""storage.database: configuration, SQLite pragmas, transactions, sessions, concurrency."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, text
+from sqlmodel import Session, select
+
+from storage import database
+from storage.accessor import ModelAccessor
+from storage.auditor import AuditLog
+from storage.errors import ConfigurationError
+from support.models import User
+
+
+@pytest.fixture
+def fresh_database() -> Iterator[None]:
+    importlib.reload(database)
+    yield
+    database.get_database().dispose()
+
+
+def count(model: type, session: Session | None = None) -> int:
+    with database.read_session() as s:
+        return int((session or s).scalar(select(func.count()).select_from(model)) or 0)
+
+
+@pytest.mark.usefixtures("fresh_database")
+class TestConfiguration:
+    def test_url_from_environment(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+        monkeypatch.delenv("STORAGE_DATABASE_URL", raising=False)
+        monkeypatch.setenv("VENTION_STORAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'v.db'}")
+        assert database.get_database().url.endswith("v.db")
+        monkeypatch.setenv("STORAGE_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
+        assert database.get_database().url.endswith("s.db")
+
+    def test_default_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.delenv("STORAGE_DATABASE_URL", raising=False)
+        monkeypatch.delenv("VENTION_STORAGE_DATABASE_URL", raising=False)
+        assert database.get_database().url == "sqlite:///./storage.db"
+
+    def test_engine_is_one_object_and_url_is_fixed_after_first_use(self, tmp_path: Path) -> None:
+        database.set_database_url(f"sqlite:///{tmp_path / 'a.db'}")
+        engine = database.get_engine()
+        assert database.get_engine() is engine
+        database.set_database_url(f"sqlite:///{tmp_path / 'a.db'}")  # same URL: fine
+        with pytest.raises(RuntimeError, match="before the database is first used"):
+            database.set_database_url(f"sqlite:///{tmp_path / 'b.db'}")
+        with pytest.raises(ConfigurationError):
+            database.set_database_url(f"sqlite:///{tmp_path / 'b.db'}")
+
+    def test_reload_gives_a_fresh_unconfigured_database(self, tmp_path: Path) -> None:
+        database.set_database_url(f"sqlite:///{tmp_path / 'a.db'}")
+        old = database.get_engine()
+        importlib.reload(database)
+        database.set_database_url(f"sqlite:///{tmp_path / 'b.db'}")
+        assert database.get_engine() is not old
+        old.dispose()
+
+    def test_sqlite_pragmas(self, tmp_path: Path) -> None:
+        database.set_database_url(f"sqlite:///{tmp_path / 'p.db'}")
+        with database.get_engine().connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+    def test_in_memory_sqlite_is_shared_across_sessions(self) -> None:
+        from sqlmodel import SQLModel
+
+        database.set_database_url("sqlite://")
+        SQLModel.metadata.create_all(database.get_engine())
+        ModelAccessor(User, "users").insert(User(name="x"))
+        assert count(User) == 1
+
+
+@pytest.mark.usefixtures("backend")
+class TestTransactions:
+    def test_commit_and_rollback(self) -> None:
+        users = ModelAccessor(User, "users")
+        with database.transaction():
+            users.insert(User(name="a"))
+            users.insert(User(name="b"))
+        with pytest.raises(RuntimeError, match="boom"), database.transaction():
+            users.insert(User(name="c"))
+            raise RuntimeError("boom")
+        assert sorted(u.name for u in users.all()) == ["a", "b"]
+        assert count(AuditLog) == 2
+
+    def test_nested_transaction_joins_the_outer_one(self) -> None:
+        users = ModelAccessor(User, "users")
+        with database.transaction() as outer:
+            with database.transaction() as inner:
+                assert inner is outer
+                users.insert(User(name="a"))
+            assert database.CURRENT_SESSION.get() is outer
+        assert database.CURRENT_SESSION.get() is None
+        with pytest.raises(ValueError), database.transaction():
+            with database.transaction():
+                users.insert(User(name="b"))
+            raise ValueError("outer fails after the inner block")
+        assert [u.name for u in users.all()] == ["a"]
+
+    def test_caught_failure_inside_a_transaction_keeps_the_rest(self) -> None:
+        users = ModelAccessor(User, "users")
+
+        @users.before_insert()
+        def refuse(session: Session, user: User) -> None:
+            if user.name == "bad":
+                raise ValueError("bad name")
+
+        with database.transaction():
+            users.insert(User(name="good"))
+            with pytest.raises(ValueError):
+                users.insert(User(name="bad"))
+        assert [u.name for u in users.all()] == ["good"]
+        assert count(AuditLog) == 1
+
+    def test_use_session_commits_accessor_writes(self) -> None:
+        users = ModelAccessor(User, "users")
+        with database.use_session() as session:
+            users.insert(User(name="a"))
+            with database.use_session() as again:
+                assert again is session
+        own = database.get_database().session()
+        with database.use_session(own) as session:
+            assert session is own
+            users.insert(User(name="b"))
+        own.close()
+        with pytest.raises(KeyError), database.use_session():
+            users.insert(User(name="c"))
+            raise KeyError("rolled back")
+        assert sorted(u.name for u in users.all()) == ["a", "b"]
+
+    def test_reads_inside_a_transaction_see_its_writes(self) -> None:
+        users = ModelAccessor(User, "users")
+        with database.transaction():
+            users.insert(User(name="a"))
+            assert users.count() == 1
+            assert [u.name for u in users.all()] == ["a"]
+
+
+def test_concurrent_writers_on_one_sqlite_file(sqlite_db: Path) -> None:
+    """8 threads x 500 audited writes: no "database is locked", no lost row or audit row."""
+    users = ModelAccessor(User, "users")
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for i in range(250):
+                user = users.insert(User(name=f"w{worker}-{i}"), actor=f"w{worker}")
+                users.update(user.id, actor=f"w{worker}", age=i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert users.count() == 8 * 250
+    assert count(AuditLog) == 8 * 500
+    assert users.count(users.where.age.is_(None)) == 0  # type: ignore[union-attr]
+
+
+_OTHER_PROCESS = """
+import sys
+from storage import database
+from storage.accessor import ModelAccessor
+sys.path.insert(0, sys.argv[2])
+from support.models import User
+database.set_database_url(sys.argv[1])
+users = ModelAccessor(User, "users")
+for i in range(200):
+    users.insert(User(name=f"p-{i}"), actor="process")
+"""
+
+
+def test_writers_in_two_processes_share_one_sqlite_file(sqlite_db: Path) -> None:
+    users = ModelAccessor(User, "users")
+    tests_dir = str(Path(__file__).parents[1])
+    other = subprocess.Popen(
+        [sys.executable, "-c", _OTHER_PROCESS, f"sqlite:///{sqlite_db}", tests_dir]
+    )
+    for i in range(200):
+        users.insert(User(name=f"t-{i}"), actor="thread")
+    assert other.wait(timeout=120) == 0
+    assert users.count() == 400
+    assert count(AuditLog) == 400
+    with database.get_engine().connect() as connection:
+        assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
