@@ -1,0 +1,113 @@
+"""A small machine app: work cells, the machines in them and their tools, on a SQLite file.
+
+Run it with ``make run`` (or ``python examples/machine_app.py``) and open
+http://127.0.0.1:8000/docs. The database URL comes from ``STORAGE_DATABASE_URL`` and defaults to
+``sqlite:///./machine_app.db``.
+
+It shows: related models with foreign keys, soft delete (cells and machines) next to hard
+delete (tools), a validation hook, a hook that fills in a column, an after-commit listener, and
+one ``bootstrap()`` call that serves it all over HTTP with an audit log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from datetime import datetime
+
+import uvicorn
+from fastapi import FastAPI
+from sqlmodel import Field, Session, SQLModel
+
+from storage import Change, ModelAccessor, bootstrap
+
+logger = logging.getLogger("machine_app")
+
+DEFAULT_URL = "sqlite:///./machine_app.db"
+
+
+class Workcell(SQLModel, table=True):
+    """A fenced area with its own safety controller."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    location: str = Field(default="", max_length=200)
+    deleted_at: datetime | None = Field(default=None, index=True)
+
+
+class Machine(SQLModel, table=True):
+    """A robot or a conveyor in a work cell."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    serial: str = Field(max_length=50, unique=True)
+    kind: str = Field(default="robot", max_length=30)
+    workcell_id: int | None = Field(default=None, foreign_key="workcell.id", index=True)
+    payload_kg: float = 0.0
+    commissioned_at: datetime | None = None
+    deleted_at: datetime | None = Field(default=None, index=True)
+
+
+class Tool(SQLModel, table=True):
+    """An end-of-arm tool, keyed by its name; deleting it removes it for good."""
+
+    name: str = Field(primary_key=True, max_length=50)
+    kind: str = Field(default="gripper", max_length=30)
+    max_payload_kg: float = 1.0
+
+
+workcells = ModelAccessor(Workcell, "workcells")
+machines = ModelAccessor(Machine, "machines")
+tools = ModelAccessor(Tool, "tools")
+
+
+@machines.before_insert()
+def normalise_serial(session: Session, machine: Machine) -> None:
+    """Serials are compared upper-case; a machine without one is refused."""
+    machine.serial = machine.serial.strip().upper()
+    if not machine.serial:
+        raise ValueError("a machine needs a serial number")
+
+
+@tools.before_insert()
+@tools.before_update()
+def check_payload(session: Session, tool: Tool) -> None:
+    """A tool's rated payload must be positive."""
+    if tool.max_payload_kg <= 0:
+        raise ValueError("max_payload_kg must be positive")
+
+
+@machines.after_commit()
+def log_machine_changes(changes: list[Change]) -> None:
+    """Runs once per committed transaction; a real app would notify a dashboard here."""
+    for change in changes:
+        logger.info("machine %s: %s", change.values.get("serial"), change.operation)
+
+
+def create_app(database_url: str | None = None) -> FastAPI:
+    """Build the app: one call wires the database, the CRUD routers and the /db router."""
+    app = FastAPI(title="Machine app", description="machine-storage example")
+    bootstrap(
+        app,
+        accessors=[workcells, machines, tools],
+        database_url=database_url or os.environ.get("STORAGE_DATABASE_URL", DEFAULT_URL),
+        create_tables=True,
+        auto_migrate=True,
+        max_records_per_model=1000,
+    )
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Serve the example machine app.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO)
+    app = create_app()
+    print(f"Machine app on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()
