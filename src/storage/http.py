@@ -16,13 +16,17 @@ from fastapi import Header, HTTPException, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.types import Message, Receive
 
 from storage.errors import (
     ConflictError,
     DatabaseBusyError,
+    DatabaseUnavailableError,
+    MissingDependencyError,
     NotFoundError,
     PayloadTooLargeError,
     PreconditionFailedError,
+    RestoreError,
     StorageError,
     ValidationError,
 )
@@ -32,6 +36,7 @@ __all__ = [
     "RouteAuth",
     "StorageRoute",
     "error_response",
+    "limit_body",
     "require_actor",
 ]
 
@@ -44,15 +49,20 @@ STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
     (PayloadTooLargeError, 413),
     (ConflictError, 409),
     (ValidationError, 422),
+    (RestoreError, 422),
     (DatabaseBusyError, 503),
+    (DatabaseUnavailableError, 503),
+    (MissingDependencyError, 503),
 )
+# Worth retrying soon: the database is there, or will be, and only needs a moment.
+_RETRY_LATER = (DatabaseBusyError, DatabaseUnavailableError)
 
 
 def error_response(exc: StorageError) -> JSONResponse:
     """The JSON response for a storage error: ``{"detail": message}`` and its status."""
     for error_type, status in STATUS_BY_ERROR:
         if isinstance(exc, error_type):
-            headers = {"Retry-After": "1"} if status == 503 else None
+            headers = {"Retry-After": "1"} if isinstance(exc, _RETRY_LATER) else None
             return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
     logger.error("storage error in a route: %s", exc, exc_info=exc)
     return JSONResponse({"detail": "internal database error"}, status_code=500)
@@ -71,6 +81,46 @@ class StorageRoute(APIRoute):
                 return error_response(exc)
 
         return handle
+
+
+def limit_body(max_bytes: int) -> type[StorageRoute]:
+    """A :class:`StorageRoute` class that refuses request bodies over ``max_bytes`` with 413.
+
+    A declared ``Content-Length`` over the limit is refused before anything is read; a body
+    sent without one (chunked) is counted while it streams in and cut off at the limit, so an
+    oversize upload is never stored in full.
+    """
+    message = f"the request body is larger than the limit of {max_bytes} bytes"
+
+    class LimitedBodyRoute(StorageRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def handle(request: Request) -> Response:
+                declared = request.headers.get("content-length", "")
+                if declared.isdigit() and int(declared) > max_bytes:
+                    return error_response(PayloadTooLargeError(message))
+                receive = _counting_receive(request.receive, max_bytes, message)
+                return await handler(Request(request.scope, receive))
+
+            return handle
+
+    return LimitedBodyRoute
+
+
+def _counting_receive(receive: Receive, max_bytes: int, message: str) -> Receive:
+    received = 0
+
+    async def counted() -> Message:
+        nonlocal received
+        event = await receive()
+        received += len(event.get("body", b""))
+        if received > max_bytes:
+            # FastAPI turns other errors raised while it reads the body into a 400.
+            raise HTTPException(status_code=413, detail=message)
+        return event
+
+    return counted
 
 
 def require_actor(

@@ -1,0 +1,267 @@
+"""Restore a SQLite snapshot into the live database, atomically, while the app keeps running.
+
+The file is checked before anything is touched: the SQLite header, a truncated size, optionally
+``PRAGMA integrity_check``, and that it holds every table and column of the app's models. Then:
+
+- **SQLite**: SQLite's backup API copies the file *into* the live database through a pooled
+  connection, under the in-process writer lock. It is one write transaction of the live file,
+  so it works with WAL, no connection is closed, and every other connection (also in other
+  processes) sees the restored data as soon as it commits, or the old data if it fails.
+- **PostgreSQL, MySQL, MariaDB**: one transaction deletes the rows of the app's tables and
+  copies the snapshot's rows in; any error rolls it all back.
+
+The audit row for the restore (component ``database``, operation ``restore``) is written in the
+same atomic step, so a restored database always records who restored it. Listeners registered
+with :func:`storage.changes.on_database_restored` are called afterwards.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Literal
+
+from pydantic import BaseModel
+from sqlalchemy import Connection, Table, delete, insert
+from sqlalchemy import exc as sa_exc
+from sqlmodel import SQLModel
+
+from storage import changes, database
+from storage.auditor import AuditLog, audit_row, write_audit_rows
+from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
+from storage.errors import PayloadTooLargeError, RestoreError, translate
+
+__all__ = ["SQLITE_HEADER", "RestoreSummary", "check_snapshot", "restore_upload", "save_upload"]
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+_CHUNK = 1 << 20
+
+
+class RestoreSummary(BaseModel):
+    """What a restore found in the file and whether it was applied."""
+
+    status: Literal["ok"] = "ok"
+    restored: bool
+    dry_run: bool
+    bytes: int
+    tables: dict[str, int]
+
+
+def restore_upload(
+    upload: IO[bytes],
+    *,
+    actor: str,
+    max_bytes: int | None = None,
+    integrity_check: bool = True,
+    dry_run: bool = False,
+) -> RestoreSummary:
+    """Check an uploaded snapshot and, unless ``dry_run``, restore it into the default database.
+
+    Args:
+        upload: the file, read from its current position in chunks.
+        actor: who restores; recorded in the audit log.
+        max_bytes: refuse files larger than this.
+        integrity_check: run ``PRAGMA integrity_check`` on the file first.
+        dry_run: check only; the live database is not touched.
+
+    Raises:
+        PayloadTooLargeError: the file is larger than ``max_bytes``.
+        RestoreError: the file is not a SQLite database, is truncated or corrupt, lacks tables
+            or columns of the app, or holds values the database rejects. Nothing was changed.
+    """
+    with tempfile.TemporaryDirectory(prefix="storage-restore-", ignore_cleanup_errors=True) as tmp:
+        path = Path(tmp) / "upload.sqlite"
+        size = save_upload(upload, path, max_bytes=max_bytes)
+        tables = check_snapshot(path, integrity_check=integrity_check)
+        summary = RestoreSummary(restored=not dry_run, dry_run=dry_run, bytes=size, tables=tables)
+        if not dry_run:
+            record = audit_row(
+                component="database",
+                operation="restore",
+                record_id="database",
+                actor=actor,
+                after={"bytes": size, "tables": tables},
+            )
+            if database.get_database().is_sqlite:
+                _restore_sqlite(path, record)
+            else:
+                _restore_server(path, record)
+    if not dry_run:
+        changes.notify_database_restored()
+    return summary
+
+
+def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:
+    """Copy ``source`` to a new file at ``path`` in chunks; returns the number of bytes.
+
+    Raises:
+        PayloadTooLargeError: more than ``max_bytes`` arrived (the partial file is left for
+            the caller's temporary directory to remove).
+    """
+    size = 0
+    with path.open("xb") as target:
+        while chunk := source.read(_CHUNK):
+            size += len(chunk)
+            if max_bytes is not None and size > max_bytes:
+                raise PayloadTooLargeError(
+                    f"the file is larger than the limit of {max_bytes} bytes"
+                )
+            target.write(chunk)
+    return size
+
+
+def check_snapshot(path: Path, *, integrity_check: bool = True) -> dict[str, int]:
+    """Check that ``path`` is a sound SQLite file with the app's tables; count their rows.
+
+    Raises:
+        RestoreError: it is not SQLite, is truncated or corrupt, or lacks tables or columns.
+    """
+    _check_header(path)
+    try:
+        connection = _open(path)
+    except sqlite3.DatabaseError as exc:
+        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
+    try:
+        if integrity_check:
+            problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise RestoreError(f"the SQLite file is corrupt: {'; '.join(problems[:5])}")
+        _check_schema(connection)
+        return {
+            table.name: _count(connection, table.name) for table in SQLModel.metadata.sorted_tables
+        }
+    except sqlite3.DatabaseError as exc:
+        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
+    finally:
+        connection.close()
+
+
+def _count(connection: sqlite3.Connection, table: str) -> int:
+    return int(connection.execute(f"SELECT COUNT(*) FROM {_quote(table)}").fetchone()[0])
+
+
+def _check_header(path: Path) -> None:
+    with path.open("rb") as file:
+        header = file.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
+        raise RestoreError("the file is not a SQLite database (no SQLite header)")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or page_size & (page_size - 1):
+        raise RestoreError("the file is not a SQLite database (invalid page size)")
+    size = path.stat().st_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is only valid when it was written with the change counter.
+    expected = pages * page_size if header[24:28] == header[92:96] else 0
+    if size < expected:
+        raise RestoreError(f"the SQLite file is truncated ({size} of {expected} bytes)")
+    if size % page_size:
+        raise RestoreError(
+            f"the SQLite file is truncated ({size} bytes is not a whole number of "
+            f"{page_size}-byte pages)"
+        )
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        # The file comes from outside: run no functions its schema names, check cell sizes.
+        connection.execute("PRAGMA trusted_schema = OFF")
+        connection.execute("PRAGMA cell_size_check = ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def _check_schema(connection: sqlite3.Connection) -> None:
+    present = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    missing_tables: list[str] = []
+    missing_columns: list[str] = []
+    for table in SQLModel.metadata.sorted_tables:
+        if table.name not in present:
+            missing_tables.append(table.name)
+            continue
+        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({_quote(table.name)})")}
+        missing_columns += [
+            f"{table.name}.{c.name}" for c in table.columns if c.name not in columns
+        ]
+    if missing_tables or missing_columns:
+        parts = []
+        if missing_tables:
+            parts.append(f"missing tables: {', '.join(sorted(missing_tables))}")
+        if missing_columns:
+            parts.append(f"missing columns: {', '.join(missing_columns)}")
+        raise RestoreError(f"the backup does not match this app's tables ({'; '.join(parts)})")
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:
+    db = database.get_database()
+    with db.raw_connection() as live:
+        page_size = live.execute("PRAGMA page_size").fetchone()[0]
+    try:
+        upload = _open(path)
+        try:
+            # Backing up into a WAL database needs equal page sizes; the copy is ours to change.
+            upload.execute("PRAGMA journal_mode = DELETE")
+            if upload.execute("PRAGMA page_size").fetchone()[0] != page_size:
+                upload.execute(f"PRAGMA page_size = {int(page_size)}")
+                upload.execute("VACUUM")
+        finally:
+            upload.close()
+        _write_audit_row(path, record)
+        upload = _open(path)
+        try:
+            with db.writer_lock(), db.raw_connection() as live:
+                upload.backup(live)
+        finally:
+            upload.close()
+    except sqlite3.Error as exc:
+        raise RestoreError(f"the SQLite file could not be restored ({exc})") from exc
+
+
+def _write_audit_row(path: Path, record: dict[str, Any]) -> None:
+    engine = sqlite_file_engine(path)
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(AuditLog.__table__), [record])  # type: ignore[attr-defined]
+    except sa_exc.SQLAlchemyError as exc:
+        raise RestoreError(
+            f"the audit log of the backup cannot be written ({translate(exc)})"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+def _restore_server(path: Path, record: dict[str, Any]) -> None:
+    tables = SQLModel.metadata.sorted_tables
+    source_engine = sqlite_file_engine(path)
+    try:
+        with source_engine.connect() as source, database.transaction() as session:
+            target = session.connection()
+            for table in reversed(tables):
+                target.execute(delete(table))
+            for table in tables:
+                _copy_table(source, target, table)
+            reset_sequences(target, tables)
+            write_audit_rows(session, [record])
+    finally:
+        source_engine.dispose()
+
+
+def _copy_table(source: Connection, target: Connection, table: Table) -> None:
+    try:
+        copy_rows(source, target, [table])
+    except sa_exc.SQLAlchemyError as exc:
+        raise RestoreError(
+            f"table {table.name}: the database rejected a row ({translate(exc)})"
+        ) from exc
+    except (ValueError, TypeError) as exc:
+        raise RestoreError(f"table {table.name}: a value cannot be read ({exc})") from exc

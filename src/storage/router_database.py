@@ -1,0 +1,249 @@
+"""``build_db_router()``: database-wide routes under ``/db``.
+
+Health, the audit log, the schema diagram, CSV export and import, and SQLite backup and
+restore. The work is done in :mod:`storage.backup`, :mod:`storage.restore`,
+:mod:`storage.export`, :mod:`storage.importer` and :mod:`storage.diagram`; this module only
+maps it to HTTP. Storage errors become their status codes through
+:class:`storage.http.StorageRoute`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import IO, Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select, text
+from sqlmodel import col
+
+from storage import backup, database, diagram, export, importer, restore
+from storage.auditor import AuditLog
+from storage.errors import DatabaseUnavailableError, StorageError
+from storage.http import RouteAuth, StorageRoute, limit_body, require_actor
+from storage.importer import ImportMode, ImportSummary
+from storage.restore import RestoreSummary
+
+__all__ = ["AuditEntry", "HealthStatus", "build_db_router"]
+
+DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
+_MULTIPART_SLACK = 64 << 10  # multipart framing around the file itself
+_CHUNK = 1 << 16
+
+
+class HealthStatus(BaseModel):
+    """``GET /db/health``: the database answered a query."""
+
+    status: Literal["ok"] = "ok"
+    backend: str
+
+
+class AuditEntry(BaseModel):
+    """One row of the audit log."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    timestamp: datetime
+    component: str
+    record_id: str
+    operation: str
+    actor: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def build_db_router(
+    *,
+    audit_default_limit: int = 100,
+    audit_max_limit: int = 1000,
+    auth: RouteAuth | None = None,
+    max_restore_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    max_import_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+) -> APIRouter:
+    """Build the ``/db`` router.
+
+    Args:
+        audit_default_limit: rows ``GET /db/audit`` returns when no ``limit`` is given.
+        audit_max_limit: the largest ``limit`` accepted.
+        auth: dependencies guarding the routes: ``read`` on health, audit and diagram,
+            ``admin`` on export, import, backup and restore.
+        max_restore_bytes: the largest backup file ``POST /db/restore`` accepts (413 beyond).
+        max_import_bytes: the largest file ``POST /db/import`` accepts (413 beyond).
+
+    Raises:
+        ValueError: a limit is not positive, or the default limit exceeds the maximum.
+    """
+    if not 1 <= audit_default_limit <= audit_max_limit:
+        raise ValueError("need 1 <= audit_default_limit <= audit_max_limit")
+    if max_restore_bytes < 1 or max_import_bytes < 1:
+        raise ValueError("upload limits must be positive")
+    auth = auth or RouteAuth()
+    read, admin = list(auth.read), list(auth.admin)
+    router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute)
+
+    @router.get("/health", dependencies=read)
+    def health() -> HealthStatus:
+        """Run a query on the database; 503 when it cannot be reached."""
+        try:
+            # A read session: on SQLite it takes no write lock, so it never waits for writers.
+            with database.read_session() as session:
+                session.execute(text("SELECT 1"))
+        except StorageError as exc:
+            cause = exc.__cause__ or exc
+            raise DatabaseUnavailableError(
+                f"the database cannot be reached ({type(getattr(cause, 'orig', cause)).__name__})"
+            ) from exc
+        dialect = database.get_engine().dialect
+        backend = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+        return HealthStatus(backend=backend)
+
+    @router.get("/audit", dependencies=read)
+    def audit(
+        response: Response,
+        component: str | None = None,
+        record_id: str | None = None,
+        actor: str | None = None,
+        operation: str | None = None,
+        since: Annotated[
+            datetime | None, Query(description="On or after (ISO 8601; no offset means UTC).")
+        ] = None,
+        until: Annotated[
+            datetime | None, Query(description="Before (ISO 8601; no offset means UTC).")
+        ] = None,
+        # The bounds are this router's options, so they sit in the default, not the annotation
+        # (annotations are strings here, resolved at module level).
+        limit: int = Query(audit_default_limit, ge=1, le=audit_max_limit),
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[AuditEntry]:
+        """Audit rows matching every filter, newest first; ``X-Total-Count`` counts them all."""
+        conditions: list[Any] = []
+        for column, value in (
+            (AuditLog.component, component),
+            (AuditLog.record_id, record_id),
+            (AuditLog.actor, actor),
+            (AuditLog.operation, operation),
+        ):
+            if value is not None:
+                conditions.append(column == value)
+        if since is not None:
+            conditions.append(AuditLog.timestamp >= _as_utc(since))
+        if until is not None:
+            conditions.append(AuditLog.timestamp < _as_utc(until))
+        statement = (
+            select(AuditLog)
+            .where(*conditions)
+            .order_by(col(AuditLog.timestamp).desc(), col(AuditLog.id).desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        with database.read_session() as session:
+            rows = session.scalars(statement).all()
+            total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
+        response.headers["X-Total-Count"] = str(total or 0)
+        return [AuditEntry.model_validate(row) for row in rows]
+
+    @router.get(
+        "/diagram.svg",
+        dependencies=read,
+        response_class=Response,
+        responses={200: {"content": {"image/svg+xml": {}}}},
+    )
+    def diagram_svg() -> Response:
+        """The schema as an SVG diagram; 503 with an install hint when Graphviz is missing."""
+        return Response(diagram.render_svg(), media_type="image/svg+xml")
+
+    @router.get(
+        "/export.zip",
+        dependencies=admin,
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/zip": {}}}},
+    )
+    def export_zip() -> StreamingResponse:
+        """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md)."""
+        return _stream(export.open_export(), "application/zip", f"export-{_stamp()}.zip")
+
+    @router.get(
+        "/backup.sqlite",
+        dependencies=admin,
+        response_class=StreamingResponse,
+        responses={200: {"content": {"application/x-sqlite3": {}}}},
+    )
+    def backup_sqlite() -> StreamingResponse:
+        """A consistent snapshot of the database as one SQLite file."""
+        snapshot = backup.open_snapshot()
+        return _stream(snapshot, "application/x-sqlite3", f"backup-{_stamp()}.sqlite")
+
+    def import_csv(
+        file: Annotated[UploadFile, File(description="An export zip, or one CSV file.")],
+        actor: Annotated[str, Depends(require_actor)],
+        table: Annotated[str | None, Query(description="The table of a single CSV file.")] = None,
+        mode: Annotated[ImportMode, Query(description="insert, upsert or replace.")] = "insert",
+        dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
+    ) -> ImportSummary:
+        """Load CSV data back, checked against the models, in one transaction."""
+        return importer.import_upload(
+            file.file, actor=actor, table=table, mode=mode, dry_run=dry_run
+        )
+
+    def restore_sqlite(
+        file: Annotated[UploadFile, File(description="A SQLite backup file.")],
+        actor: Annotated[str, Depends(require_actor)],
+        integrity_check: Annotated[
+            bool, Query(description="Run PRAGMA integrity_check on the file first.")
+        ] = True,
+        dry_run: Annotated[bool, Query(description="Check the file only.")] = False,
+    ) -> RestoreSummary:
+        """Replace the database's data with a backup, atomically, while the app runs."""
+        return restore.restore_upload(
+            file.file,
+            actor=actor,
+            max_bytes=max_restore_bytes,
+            integrity_check=integrity_check,
+            dry_run=dry_run,
+        )
+
+    router.add_api_route(
+        "/import",
+        import_csv,
+        methods=["POST"],
+        dependencies=admin,
+        route_class_override=limit_body(max_import_bytes + _MULTIPART_SLACK),
+    )
+    router.add_api_route(
+        "/restore",
+        restore_sqlite,
+        methods=["POST"],
+        dependencies=admin,
+        route_class_override=limit_body(max_restore_bytes + _MULTIPART_SLACK),
+    )
+    return router
+
+
+def _as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _stream(file: IO[bytes], media_type: str, filename: str) -> StreamingResponse:
+    size = file.seek(0, os.SEEK_END)
+    file.seek(0)
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            while chunk := file.read(_CHUNK):
+                yield chunk
+        finally:
+            file.close()
+
+    headers = {
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Content-Length": str(size),
+    }
+    return StreamingResponse(chunks(), media_type=media_type, headers=headers)

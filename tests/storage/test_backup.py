@@ -1,0 +1,312 @@
+"""Snapshots and restores: consistent files, atomic restores, refusals that change nothing."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlmodel import SQLModel, select
+
+from storage import database
+from storage.accessor import ModelAccessor
+from storage.auditor import AuditLog
+from storage.backup import open_snapshot, write_snapshot
+from storage.changes import _restore_listeners, on_database_restored
+from storage.errors import PayloadTooLargeError, RestoreError, StorageError
+from storage.restore import restore_upload
+from support.dataset import seed, table_counts, table_rows
+from support.models import Gadget, User
+
+
+@pytest.fixture
+def restored_calls() -> Iterator[list[str]]:
+    """Records each call of the database-restored listeners."""
+    calls: list[str] = []
+    listener = on_database_restored(lambda: calls.append("restored"))
+    yield calls
+    _restore_listeners.listeners.remove(listener)
+
+
+def snapshot_bytes() -> bytes:
+    with open_snapshot() as file:
+        return file.read()
+
+
+def change_everything() -> None:
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="written after the backup"), actor="later")
+    first = users.all()[0]
+    users.update(first.id, name="renamed after the backup", actor="later")
+    ModelAccessor(Gadget, "gadgets").delete_many([g.id for g in ModelAccessor(Gadget, "g").all()])
+
+
+def restore_audit_rows() -> list[AuditLog]:
+    with database.read_session() as session:
+        statement = select(AuditLog).where(AuditLog.operation == "restore")
+        return list(session.exec(statement).all())
+
+
+# -- snapshots ----------------------------------------------------------------------------------
+
+
+def test_snapshot_is_a_sound_standalone_sqlite_file(backend: str, tmp_path: Path) -> None:
+    seed()
+    (tmp_path / "out").mkdir()
+    path = tmp_path / "out" / "snapshot.sqlite"
+    write_snapshot(path)
+    assert path.read_bytes()[:16] == b"SQLite format 3\x00"
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+        counts = {
+            table.name: connection.execute(f'SELECT COUNT(*) FROM "{table.name}"').fetchone()[0]
+            for table in SQLModel.metadata.sorted_tables
+        }
+    finally:
+        connection.close()
+    assert counts == table_counts()
+    assert list((tmp_path / "out").iterdir()) == [path], "the snapshot must be one file"
+
+
+def test_snapshot_does_not_close_the_apps_connections(sqlite_db: Path) -> None:
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="Ada"))
+    with database.transaction() as session:
+        session.add(User(name="in flight"))
+        session.flush()
+        snapshot_bytes()  # another connection, while this transaction is open
+    assert [u.name for u in users.all()] == ["Ada", "in flight"]
+
+
+# -- restores -----------------------------------------------------------------------------------
+
+
+def test_restore_brings_back_the_snapshot_and_records_it(
+    backend: str, restored_calls: list[str]
+) -> None:
+    seed()
+    before = table_rows()
+    data = snapshot_bytes()
+    change_everything()
+    assert table_rows() != before
+    summary = restore_upload(io.BytesIO(data), actor="operator")
+    assert summary.restored and not summary.dry_run and summary.bytes == len(data)
+    assert summary.tables == {name: len(rows) for name, rows in before.items()}
+    after = table_rows()
+    audit, expected_audit = after.pop("auditlog"), before.pop("auditlog")
+    assert after == before
+    assert audit[: len(expected_audit)] == expected_audit
+    [record] = restore_audit_rows()
+    assert (record.component, record.record_id) == ("database", "database")
+    assert record.actor == "operator"
+    assert record.after == {"bytes": len(data), "tables": summary.tables}
+    assert restored_calls == ["restored"]
+    # The database keeps working: new rows get fresh keys.
+    created = ModelAccessor(User, "users").insert(User(name="after restore"))
+    assert created.id is not None and created.id > max(row[0] for row in before["user"])
+
+
+def test_dry_run_checks_and_changes_nothing(backend: str, restored_calls: list[str]) -> None:
+    seed()
+    data = snapshot_bytes()
+    change_everything()
+    before = table_rows()
+    summary = restore_upload(io.BytesIO(data), actor="operator", dry_run=True)
+    assert summary.dry_run and not summary.restored
+    assert table_rows() == before
+    assert restored_calls == []
+
+
+def corrupt(data: bytes) -> bytes:
+    # Scribble over the second page (a table's b-tree page) but keep the size.
+    return data[:4096] + b"\x07" * 4096 + data[8192:]
+
+
+def foreign_schema() -> bytes:
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY, item TEXT)")
+    connection.execute("INSERT INTO inventory (item) VALUES ('bolt')")
+    return connection.serialize()
+
+
+def missing_column(data: bytes) -> bytes:
+    connection = sqlite3.connect(":memory:")
+    connection.deserialize(data)
+    connection.execute('ALTER TABLE "user" DROP COLUMN age')
+    return connection.serialize()
+
+
+BAD_FILES: list[object] = [
+    pytest.param(lambda good: b"", "no SQLite header", id="empty"),
+    pytest.param(lambda good: b"id,name\n1,Ada\n" * 50, "no SQLite header", id="csv-not-sqlite"),
+    pytest.param(lambda good: good[: len(good) // 2], "truncated", id="truncated"),
+    pytest.param(lambda good: good[:5000], "truncated", id="truncated-mid-page"),
+    pytest.param(corrupt, "corrupt|cannot be read", id="corrupt"),
+    pytest.param(lambda good: foreign_schema(), "missing tables: auditlog,", id="foreign-schema"),
+    pytest.param(missing_column, r"missing columns: user\.age\)", id="missing-column"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), BAD_FILES)
+def test_bad_files_are_refused_and_nothing_changes(
+    backend: str, make: Callable[[bytes], bytes], message: str, restored_calls: list[str]
+) -> None:
+    seed()
+    bad = make(snapshot_bytes())
+    change_everything()
+    before = table_rows()
+    with pytest.raises(RestoreError, match=message):
+        restore_upload(io.BytesIO(bad), actor="operator")
+    assert table_rows() == before
+    assert restored_calls == []
+
+
+def test_oversize_file_is_refused(backend: str) -> None:
+    seed()
+    data = snapshot_bytes()
+    before = table_rows()
+    with pytest.raises(PayloadTooLargeError, match=f"limit of {len(data) - 1} bytes"):
+        restore_upload(io.BytesIO(data), actor="operator", max_bytes=len(data) - 1)
+    assert table_rows() == before
+
+
+def test_a_different_page_size_and_wal_mode_are_fine(sqlite_db: Path, tmp_path: Path) -> None:
+    seed()
+    expected = table_rows()
+    path = tmp_path / "small-pages.sqlite"
+    write_snapshot(path)
+    connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute("PRAGMA page_size = 1024")
+    connection.execute("VACUUM")
+    connection.execute("PRAGMA journal_mode = WAL")
+    connection.close()
+    change_everything()
+    with path.open("rb") as file:
+        restore_upload(file, actor="operator")
+    after = table_rows()
+    after.pop("auditlog"), expected.pop("auditlog")
+    assert after == expected
+
+
+def sqlite_integrity(path: Path) -> list[tuple[str]]:
+    connection = sqlite3.connect(path)
+    try:
+        return connection.execute("PRAGMA integrity_check").fetchall()
+    finally:
+        connection.close()
+
+
+def test_restore_while_writers_run(sqlite_db: Path) -> None:
+    seed()
+    data = snapshot_bytes()
+    kept = {row[0] for row in table_rows()["user"]}
+    users = ModelAccessor(User, "users")
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    written: list[int] = []
+
+    def write(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                written.append(users.insert(User(name=f"w{worker}-{n}"), actor="writer").id or 0)
+                users.all(limit=5, order_desc=True)
+            except StorageError as exc:  # a clean refusal is allowed; anything else is a bug
+                errors.append(exc)
+            except BaseException as exc:
+                errors.append(exc)
+                raise
+            n += 1
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.2)
+            summary = restore_upload(io.BytesIO(data), actor="operator")
+            assert summary.restored
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert errors == [], "writers queue behind the restore instead of failing"
+    assert len(written) > 10, "the writers made progress"
+    assert sqlite_integrity(sqlite_db) == [("ok",)]
+    remaining = {row[0] for row in table_rows()["user"]}
+    assert kept <= remaining, "every row of the snapshot is there"
+    assert len(restore_audit_rows()) >= 1
+
+
+READER = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])
+for line in sys.stdin:
+    count = connection.execute('SELECT COUNT(*) FROM "user"').fetchone()[0]
+    names = [r[0] for r in connection.execute('SELECT name FROM "user" ORDER BY id')]
+    print(count, names[-1] if names else "", flush=True)
+"""
+
+
+def test_another_process_sees_the_restore(sqlite_db: Path) -> None:
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="Ada"))
+    data = snapshot_bytes()
+    users.insert(User(name="after the backup"))
+    inode = sqlite_db.stat().st_ino
+    # A second process keeps one plain sqlite3 connection open across the restore.
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, str(sqlite_db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdin is not None and reader.stdout is not None
+    try:
+        reader.stdin.write("read\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["2", "after", "the", "backup"]
+        restore_upload(io.BytesIO(data), actor="operator")
+        reader.stdin.write("read\n")
+        reader.stdin.flush()
+        assert reader.stdout.readline().split() == ["1", "Ada"]
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=30)
+        reader.stdout.close()
+    fresh = subprocess.run(
+        [sys.executable, "-c", READER, str(sqlite_db)],
+        input="read\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert fresh.stdout.split() == ["1", "Ada"]
+    assert sqlite_db.stat().st_ino == inode, "restored in place, not by replacing the file"
+
+
+def test_unreadable_value_in_the_snapshot(backend: str) -> None:
+    # SQLite restores the file page by page, as it is; the other backends read every value
+    # through the models' types and refuse one they cannot read, changing nothing.
+    seed()
+    connection = sqlite3.connect(":memory:")
+    connection.deserialize(snapshot_bytes())
+    connection.execute("UPDATE sample SET payload = '{not json'")
+    connection.commit()
+    bad = connection.serialize()
+    connection.close()
+    before = table_rows()
+    if backend == "sqlite":
+        assert restore_upload(io.BytesIO(bad), actor="operator").restored
+        return
+    with pytest.raises(RestoreError, match="table sample: a value cannot be read"):
+        restore_upload(io.BytesIO(bad), actor="operator")
+    assert table_rows() == before

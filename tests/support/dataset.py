@@ -1,0 +1,76 @@
+"""A small data set with every awkward value, and ways to compare whole databases."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import SQLModel
+
+from storage import database
+from storage.accessor import ModelAccessor
+from support.models import Color, Gadget, Recipe, Sample, User
+
+AWKWARD_TEXTS = ["=cmd|' /C calc'!A0", "+1", "-x", "@sum", "'quoted", "\\N", "", 'a,b\n"c"']
+
+
+def seed() -> None:
+    """Write rows with NULLs, empty strings, JSON, datetimes and formula-like text."""
+    users = ModelAccessor(User, "users")
+    ada = users.insert(User(name="Ada", email="ada@example.com", age=36), actor="seed")
+    users.insert(User(name="Nobody", email="", age=None), actor="seed")
+    gone = users.insert(User(name="Gone", email="gone@example.com", age=1), actor="seed")
+    users.delete(gone.id, actor="seed")
+    users.insert_many([User(name=text, email=text) for text in AWKWARD_TEXTS], actor="seed")
+    gadgets = ModelAccessor(Gadget, "gadgets")
+    gadgets.insert(Gadget(serial="g-1", owner_id=ada.id), actor="seed")
+    gadgets.insert(Gadget(serial="@g-2", owner_id=None), actor="seed")
+    recipes = ModelAccessor(Recipe, "recipes")
+    recipes.insert(Recipe(name="pick", body='line 1\nline 2, "quoted"'), actor="seed")
+    recipes.insert(Recipe(name="=place", body=""), actor="seed")
+    samples = ModelAccessor(Sample, "samples")
+    samples.insert(
+        Sample(
+            taken_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+            day=date(2026, 1, 2),
+            weight=Decimal("12.345"),
+            color=Color.GREEN,
+            ratio=-0.25,
+            active=False,
+            payload={"nested": {"list": [1, 2.5, None, "ü"]}, "empty": "", "formula": "=1+1"},
+            ref=uuid.uuid4(),
+        ),
+        actor="seed",
+    )
+    samples.insert(
+        Sample(
+            taken_at=datetime(2025, 12, 31, 23, 59, 59, tzinfo=UTC),
+            day=date(2025, 12, 31),
+            weight=Decimal("-0.5"),
+            payload=None,
+            ref=None,
+        ),
+        actor="seed",
+    )
+
+
+def table_rows() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every model table, ordered by primary key."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    with database.read_session() as session:
+        for table in SQLModel.metadata.sorted_tables:
+            statement = select(table).order_by(*table.primary_key.columns)
+            rows[table.name] = [tuple(row) for row in session.execute(statement)]
+    return rows
+
+
+def table_counts() -> dict[str, int]:
+    """The number of rows in every model table."""
+    with database.read_session() as session:
+        return {
+            table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in SQLModel.metadata.sorted_tables
+        }
