@@ -20,7 +20,9 @@ CONTRACT_MODULES = [
 ]
 
 
-@pytest.mark.parametrize("package", [pytest.param("storage", id="storage")])
+@pytest.mark.parametrize(
+    "package", [pytest.param("storage", id="storage"), pytest.param("programs", id="programs")]
+)
 def test_all_is_complete_and_sorted(package: str) -> None:
     module = importlib.import_module(package)
     public = {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import SQLModel
@@ -57,6 +57,8 @@ def bootstrap(
     auto_migrate: bool = False,
     max_records_per_model: int | None = 5,
     enable_db_router: bool = True,
+    programs: Any = None,
+    extensions: Iterable[Callable[[FastAPI | None], None]] = (),
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -70,6 +72,9 @@ def bootstrap(
         auto_migrate: apply safe additive migrations to existing tables.
         max_records_per_model: row cap per model for the CRUD routers (``None``: no cap).
         enable_db_router: mount the ``/db`` router.
+        programs: where program templates come from (package names, a registry or a store);
+            mounts the ``/api/v2`` program routes (see :class:`programs.ProgramsExtension`).
+        extensions: callables ``fn(app)`` run once the database is ready (``app`` may be None).
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
@@ -78,9 +83,19 @@ def bootstrap(
         MigrationError: ``auto_migrate`` found a change it refuses to make.
     """
     accessors = list(accessors)
+    extensions = list(extensions)
+    if programs is not None:
+        # Imported only when asked for, so that storage never depends on programs; building
+        # the extension registers the program tables before they are created below.
+        from programs.extension import ProgramsExtension
+
+        auth = router_options.get("auth")
+        extensions.append(ProgramsExtension(programs, auth=auth, create_tables=create_tables))
     prepare_database(
         database_url=database_url, create_tables=create_tables, auto_migrate=auto_migrate
     )
+    for extension in extensions:
+        extension(app)
     if app is None:
         return
     from storage.router_database import build_db_router

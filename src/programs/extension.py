@@ -1,0 +1,120 @@
+"""Wiring the program store into an app: ``setup()``, or ``bootstrap(app, programs=...)``.
+
+``storage.bootstrap`` knows nothing about programs. It accepts ``extensions``: callables it
+calls with the app after the database is ready. :class:`ProgramsExtension` is one; building it
+imports this package, which registers the program tables before bootstrap creates tables.
+``bootstrap(app, programs=...)`` is shorthand that builds it for you.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import SQLModel
+
+from programs.registry import ProgramRegistry
+from programs.router import build_programs_router
+from programs.store import ProgramStore
+from programs.tables import ProgramInstance, ProgramTemplate
+from storage import database
+from storage.http import RouteAuth
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["ProgramSource", "ProgramsExtension", "setup"]
+
+logger = logging.getLogger("programs.extension")
+
+_TABLES = (ProgramTemplate, ProgramInstance)
+
+ProgramSource = str | ModuleType | Iterable[str | ModuleType] | ProgramRegistry | ProgramStore
+
+
+class ProgramsExtension:
+    """Discover templates, sync them into the database and mount the routes.
+
+    Args:
+        source: package or module names (or modules) to discover templates in, a
+            :class:`ProgramRegistry` you filled yourself, or a :class:`ProgramStore` (to keep
+            hooks you registered on its accessors).
+        entry_points: with names or modules, also load the templates installed distributions
+            advertise in the ``machine_storage.programs`` entry-point group.
+        prefix: where the routes live.
+        auth: route guards (see :func:`programs.router.build_programs_router`).
+        backup_dir: where ``POST /database/backup`` writes.
+        create_tables: create the two program tables when they are missing.
+        sync: sync the templates into the database when called.
+
+    Raises:
+        DuplicateTemplateError: two functions use the same template name.
+    """
+
+    def __init__(
+        self,
+        source: ProgramSource,
+        *,
+        entry_points: bool = True,
+        prefix: str = "/api/v2",
+        auth: RouteAuth | None = None,
+        backup_dir: str | os.PathLike[str] | None = None,
+        create_tables: bool = True,
+        sync: bool = True,
+    ) -> None:
+        self.store = _store(source, entry_points=entry_points)
+        self.prefix = prefix
+        self.auth = auth
+        self.backup_dir = backup_dir
+        self.create_tables = create_tables
+        self.sync = sync
+
+    def __call__(self, app: FastAPI | None) -> None:
+        """Prepare the tables, sync, and mount the routes on ``app`` (when there is one).
+
+        The store is kept as ``app.state.programs``.
+        """
+        if self.create_tables:
+            tables = [SQLModel.metadata.tables[model.__tablename__] for model in _TABLES]
+            SQLModel.metadata.create_all(database.get_engine(), tables=tables)
+        if self.sync:
+            self.store.sync()
+        if app is not None:
+            router = build_programs_router(
+                self.store, prefix=self.prefix, auth=self.auth, backup_dir=self.backup_dir
+            )
+            app.include_router(router)
+            app.state.programs = self.store
+
+
+def setup(app: FastAPI | None, source: ProgramSource, **options: Any) -> ProgramStore:
+    """Add the program store to an app whose database is configured (after ``bootstrap``).
+
+    Args:
+        app: the FastAPI app; ``None`` only syncs the database (scripts, workers).
+        source: where the templates come from (see :class:`ProgramsExtension`).
+        options: the other arguments of :class:`ProgramsExtension`.
+
+    Returns:
+        the store, to read and write programs from Python.
+    """
+    extension = ProgramsExtension(source, **options)
+    extension(app)
+    return extension.store
+
+
+def _store(source: ProgramSource, *, entry_points: bool) -> ProgramStore:
+    if isinstance(source, ProgramStore):
+        return source
+    if isinstance(source, ProgramRegistry):
+        return ProgramStore(source)
+    targets = [source] if isinstance(source, str | ModuleType) else list(source)
+    registry = ProgramRegistry()
+    registry.discover(*targets)
+    if entry_points:
+        registry.load_entry_points()
+    logger.info("program templates: %s", ", ".join(registry.names) or "none")
+    return ProgramStore(registry)

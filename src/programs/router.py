@@ -1,0 +1,252 @@
+"""``build_programs_router``: the program store's HTTP API, the routes of the NOVA seed app.
+
+Routes, under ``/api/v2`` by default::
+
+    GET    /program-templates                 every stored template (with its JSON schema)
+    GET    /program-templates/{template_name} one template (ETag; 304 on If-None-Match)
+    GET    /programs                          every program instance
+    GET    /programs/template/{template_name} the instances of one template (404: no template)
+    GET    /programs/{program_name}           one instance (ETag; 304 on If-None-Match)
+    POST   /programs/{program_name}           create (201; 409 name taken; 422 bad data)
+    PUT    /programs/{program_name}           replace the data (200; 412 on a stale If-Match)
+    DELETE /programs/{program_name}           delete (204; 412 on a stale If-Match)
+    GET    /database/stats                    rows per table, size, invalid programs
+    POST   /database/backup                   a consistent SQLite snapshot on the server (201)
+
+Mutations need the ``X-User`` header (400 without), which is the audit actor. Errors map to
+status codes in :class:`storage.http.StorageRoute`, as in every other router.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from sqlmodel import SQLModel
+
+from programs import maintenance
+from programs.errors import ProgramDataError, ProgramNotFound
+from programs.registry import ProgramRegistry
+from programs.schemas import (
+    BackupInfo,
+    DatabaseStats,
+    ProgramCreate,
+    ProgramRead,
+    ProgramUpdate,
+    TemplateRead,
+)
+from programs.store import ProgramStore
+from programs.tables import NAME_LENGTH
+from storage import database
+from storage.auditor import to_json_safe
+from storage.errors import PreconditionFailedError
+from storage.etags import etag_of, if_match, if_none_match
+from storage.http import RouteAuth, StorageRoute, require_actor
+
+__all__ = ["build_programs_router"]
+
+Actor = Annotated[str, Depends(require_actor)]
+ProgramName = Annotated[
+    str, Path(min_length=1, max_length=NAME_LENGTH, description="The program's name.")
+]
+TemplateName = Annotated[
+    str, Path(min_length=1, max_length=NAME_LENGTH, description="The template's name.")
+]
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description="Write only if the program still has this ETag."),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(alias="If-None-Match", description="ETags the client has (304 when current)."),
+]
+
+_ERRORS: dict[int, str] = {
+    304: "Not modified: the ETag in If-None-Match is current",
+    400: "The X-User header is missing",
+    404: "No such program or template",
+    409: "The name is taken, or the template is no longer in the code",
+    412: "The program changed since the ETag in If-Match",
+    422: "The data does not match the template's parameter model",
+}
+
+
+def build_programs_router(
+    source: ProgramStore | ProgramRegistry,
+    *,
+    prefix: str = "/api/v2",
+    auth: RouteAuth | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
+    tags: list[str] | None = None,
+) -> APIRouter:
+    """The program store's routes (see the module docstring).
+
+    Args:
+        source: the store, or a registry to build a :class:`ProgramStore` on.
+        prefix: where the routes live.
+        auth: dependencies guarding the routes: ``read`` on GET, ``write`` on program
+            changes, ``admin`` on the backup.
+        backup_dir: where ``POST /database/backup`` writes; default ``backups/`` next to a
+            SQLite file, else in the working directory.
+        tags: OpenAPI tags; default ``["programs"]``.
+    """
+    store = source if isinstance(source, ProgramStore) else ProgramStore(source)
+    guard = auth or RouteAuth()
+    router = APIRouter(prefix=prefix, tags=list(tags or ["programs"]), route_class=StorageRoute)
+    reads, writes, admin = list(guard.read), list(guard.write), list(guard.admin)
+
+    @router.get("/program-templates", dependencies=reads)
+    def list_program_templates() -> list[TemplateRead]:
+        """Every stored template, also those no longer in the code (``available: false``)."""
+        return [TemplateRead.model_validate(row) for row in store.list_templates()]
+
+    @router.get(
+        "/program-templates/{template_name}",
+        dependencies=reads,
+        response_model=TemplateRead,
+        responses=_responses(304, 404),
+    )
+    def get_program_template(
+        template_name: TemplateName, if_none_match_header: IfNoneMatch = None
+    ) -> Response:
+        """One template with the JSON schema of its parameters, and its ``ETag``."""
+        row = store.get_template(template_name)
+        return _respond(row, TemplateRead, store.templates.columns, if_none_match_header)
+
+    @router.get("/programs", dependencies=reads)
+    def list_programs() -> list[ProgramRead]:
+        """Every program instance, ordered by name."""
+        return [ProgramRead.model_validate(row) for row in store.list_programs()]
+
+    @router.get("/programs/template/{template_name}", dependencies=reads, responses=_responses(404))
+    def list_programs_of_template(template_name: TemplateName) -> list[ProgramRead]:
+        """The program instances of one template (404 when the template does not exist)."""
+        store.get_template(template_name)
+        rows = store.list_programs(template_name=template_name)
+        return [ProgramRead.model_validate(row) for row in rows]
+
+    @router.get(
+        "/programs/{program_name}",
+        dependencies=reads,
+        response_model=ProgramRead,
+        responses=_responses(304, 404),
+    )
+    def get_program(
+        program_name: ProgramName, if_none_match_header: IfNoneMatch = None
+    ) -> Response:
+        """One program instance, with its ``ETag``."""
+        row = store.get_program(program_name)
+        return _respond(row, ProgramRead, store.instances.columns, if_none_match_header)
+
+    @router.post(
+        "/programs/{program_name}",
+        dependencies=writes,
+        status_code=201,
+        response_model=ProgramRead,
+        responses=_responses(400, 404, 409, 422),
+    )
+    def create_program(
+        request: Request, program_name: ProgramName, body: ProgramCreate, actor: Actor
+    ) -> Response:
+        """Create a program from a template; ``data`` is validated against its model."""
+        with _field_errors():
+            row = store.create_program(program_name, body.template_name, body.data, actor=actor)
+        response = _respond(row, ProgramRead, store.instances.columns, None, 201)
+        response.headers["Location"] = str(request.url_for("get_program", program_name=row.name))
+        return response
+
+    @router.put(
+        "/programs/{program_name}",
+        dependencies=writes,
+        response_model=ProgramRead,
+        responses=_responses(400, 404, 409, 412, 422),
+    )
+    def update_program(
+        program_name: ProgramName,
+        body: ProgramUpdate,
+        actor: Actor,
+        if_match_header: IfMatch = None,
+    ) -> Response:
+        """Replace a program's data (and optionally its template); validated like create."""
+        with _field_errors(), database.transaction():
+            _check_if_match(store, program_name, if_match_header)
+            row = store.update_program(
+                program_name, body.data, template_name=body.template_name, actor=actor
+            )
+        return _respond(row, ProgramRead, store.instances.columns, None)
+
+    @router.delete(
+        "/programs/{program_name}",
+        dependencies=writes,
+        status_code=204,
+        response_class=Response,
+        responses=_responses(400, 404, 412),
+    )
+    def delete_program(
+        program_name: ProgramName, actor: Actor, if_match_header: IfMatch = None
+    ) -> Response:
+        """Delete a program instance."""
+        with database.transaction():
+            _check_if_match(store, program_name, if_match_header)
+            store.delete_program(program_name, actor=actor)
+        return Response(status_code=204)
+
+    @router.get("/database/stats", dependencies=reads)
+    def database_stats() -> DatabaseStats:
+        """Rows per table, the database's size and backend, and the program store's health
+        (invalid programs, unavailable templates, modules that failed to load)."""
+        return maintenance.database_stats(store.registry.problems)
+
+    @router.post("/database/backup", dependencies=admin, status_code=201, responses=_responses(400))
+    def backup_database(actor: Actor) -> BackupInfo:
+        """Write a consistent snapshot of the database (a SQLite file) on the server."""
+        return maintenance.write_backup(backup_dir)
+
+    return router
+
+
+def _responses(*codes: int) -> dict[int | str, Any]:
+    return {code: {"description": _ERRORS[code]} for code in codes}
+
+
+@contextmanager
+def _field_errors() -> Iterator[None]:
+    # The field errors as FastAPI's own 422 body, located in the request: body.data.<field>.
+    try:
+        yield
+    except ProgramDataError as exc:
+        errors = [{**error, "loc": ("body", "data", *error["loc"])} for error in exc.errors]
+        raise RequestValidationError(errors) from None
+
+
+def _etag(row: SQLModel, columns: tuple[str, ...]) -> str:
+    return etag_of({name: to_json_safe(getattr(row, name)) for name in columns})
+
+
+def _check_if_match(store: ProgramStore, name: str, header: str | None) -> None:
+    # Inside the write's transaction, on the locked row: the check still holds at the write.
+    current = store.instances.get_for_update(name)
+    if current is None:
+        raise ProgramNotFound(f"program {name!r} not found")
+    if header is not None and not if_match(header, _etag(current, store.instances.columns)):
+        raise PreconditionFailedError(f"program {name!r} has changed since that version")
+
+
+def _respond(
+    row: SQLModel,
+    schema: type[TemplateRead] | type[ProgramRead],
+    columns: tuple[str, ...],
+    if_none_match_header: str | None,
+    status_code: int = 200,
+) -> Response:
+    etag = _etag(row, columns)
+    if if_none_match_header is not None and if_none_match(if_none_match_header, etag):
+        return Response(status_code=304, headers={"ETag": etag})
+    body = schema.model_validate(row).model_dump(mode="json")
+    return JSONResponse(body, status_code=status_code, headers={"ETag": etag})
