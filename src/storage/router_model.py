@@ -1,0 +1,399 @@
+"""``build_crud_router``: the generated REST API of one model, compatible with vention-storage.
+
+Routes, under ``/{component}``::
+
+    GET    /               list: a JSON array; filters, sort, limit/offset or cursor
+    GET    /{id}           one record (404 when missing)
+    POST   /               create (201)
+    PUT    /{id}           upsert: partial update (200), or create with every required field (201)
+    PATCH  /{id}           partial update (200)
+    DELETE /{id}           soft delete when the model has ``deleted_at``, else delete (204)
+    POST   /{id}/restore   undo a soft delete (200; 409 for models without ``deleted_at``)
+
+Mutations need the ``X-User`` header (the audit actor). Records come with an ``ETag``, and
+writes honour ``If-Match`` in the transaction that writes. See ``docs/crud-router.md``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import uuid
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic import ValidationError as PydanticValidationError
+from sqlmodel import Session
+
+from storage import database
+from storage.accessor import ModelAccessor
+from storage.auditor import to_json_safe
+from storage.errors import (
+    NotFoundError,
+    PreconditionFailedError,
+    RecordDeletedError,
+    SoftDeleteNotSupported,
+    ValidationError,
+)
+from storage.etags import etag_of, if_match, if_none_match
+from storage.http import RouteAuth, StorageRoute, require_actor
+from storage.limits import RecordCap
+from storage.query import ModelQuery
+from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
+
+__all__ = ["LIST_PARAMETERS", "build_crud_router"]
+
+LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
+
+Actor = Annotated[str, Depends(require_actor)]
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(alias="If-None-Match", description="ETags the client has; '*' on PUT: create only."),
+]
+IncludeDeleted = Annotated[bool, Query(description="Include soft-deleted records.")]
+
+# Endpoint (a method of _CrudRoutes): HTTP method, path, summary, documented error statuses.
+_ROUTES: dict[str, tuple[str, str, str, tuple[int, ...]]] = {
+    "list_records": ("GET", "/", "List {}", ()),
+    "get_record": ("GET", "/{id}", "Get one of {}", (304, 404)),
+    "create_record": ("POST", "/", "Create one of {}", (400, 409)),
+    "put_record": ("PUT", "/{id}", "Update (or create) one of {}", (400, 409, 412)),
+    "patch_record": ("PATCH", "/{id}", "Change fields of one of {}", (400, 404, 409, 412)),
+    "delete_record": ("DELETE", "/{id}", "Delete one of {}", (400, 404, 412)),
+    "restore_record": (
+        "POST",
+        "/{id}/restore",
+        "Restore a deleted one of {}",
+        (400, 404, 409, 412),
+    ),
+}
+_ERRORS = {
+    304: "Not modified: the record still has an ETag named in If-None-Match",
+    400: "The X-User header is missing",
+    404: "No such record (or it is soft-deleted)",
+    409: "Conflict: the record limit, a unique or foreign key, or a soft-deleted record",
+    412: "Precondition failed: the record changed since the ETag in If-Match",
+}
+
+
+def build_crud_router(
+    accessor: ModelAccessor[Any],
+    *,
+    max_records: int | None = 100,
+    default_limit: int = 100,
+    max_limit: int = 1000,
+    auth: RouteAuth | None = None,
+    read_only_fields: Collection[str] = (),
+    tags: Sequence[str] | None = None,
+) -> APIRouter:
+    """The CRUD routes of one model, under ``/{accessor.component}``.
+
+    Args:
+        accessor: the model's accessor; its component name is the URL prefix.
+        max_records: at most this many live rows (409 beyond it); ``None``: no cap.
+        default_limit: rows per list page when the client gives no ``limit``.
+        max_limit: the largest ``limit`` a client may ask for.
+        auth: dependencies guarding the routes: ``auth.read`` on GET, ``auth.write`` on the rest.
+        read_only_fields: more server-managed columns (besides ``deleted_at``) that request
+            bodies may not set, such as ``created_at``.
+        tags: OpenAPI tags; default ``[component]``.
+
+    Raises:
+        ValueError: a limit is out of range, or a read-only field is not a column.
+    """
+    if not 1 <= default_limit <= max_limit:
+        raise ValueError("default_limit must be between 1 and max_limit")
+    schemas = crud_schemas(accessor.model, accessor.primary_key, read_only=read_only_fields)
+    routes = _CrudRoutes(accessor, schemas, RecordCap(accessor, max_records))
+    guard = auth or RouteAuth()
+    component = accessor.component
+    router = APIRouter(
+        prefix=f"/{component}", tags=list(tags or [component]), route_class=StorageRoute
+    )
+    key = routes.key_annotation
+    limit = Annotated[int, Query(ge=1, le=max_limit, description="Rows per page.")]
+    one = schemas.read
+    types: dict[str, dict[str, Any]] = {
+        "list_records": {"limit": (limit, default_limit)},
+        "create_record": {"body": schemas.create},
+        "put_record": {"id": key, "body": schemas.replace},
+        "patch_record": {"id": key, "body": schemas.update},
+    }
+    options: dict[str, dict[str, Any]] = {
+        "list_records": {
+            "response_model": list[one],  # type: ignore[valid-type]
+            "openapi_extra": {"parameters": routes.query.openapi_parameters()},
+        },
+        "create_record": {"status_code": 201},
+        "put_record": {"responses": {201: {"description": "Created", "model": one}}},
+        "delete_record": {"status_code": 204, "response_class": Response, "response_model": None},
+    }
+    for name, (method, path, summary, errors) in _ROUTES.items():
+        responses: dict[int | str, Any] = {code: {"description": _ERRORS[code]} for code in errors}
+        extra = {"response_model": one, **options.get(name, {})}
+        responses.update(extra.pop("responses", {}))
+        router.add_api_route(
+            path,
+            _endpoint(getattr(routes, name), **types.get(name, {"id": key})),
+            methods=[method],
+            name=f"{component}_{name.split('_')[0]}",
+            summary=summary.format(component),
+            responses=responses,
+            dependencies=list(guard.read if method == "GET" else guard.write),
+            **extra,
+        )
+    return router
+
+
+class _CrudRoutes:
+    """The endpoint bodies; ``build_crud_router`` gives them their typed signatures."""
+
+    def __init__(self, accessor: ModelAccessor[Any], schemas: CrudSchemas, cap: RecordCap) -> None:
+        self.accessor = accessor
+        self.schemas = schemas
+        self.cap = cap
+        self.query = ModelQuery(accessor.model, accessor.primary_key, reserved=LIST_PARAMETERS)
+        kind = self.query.fields[accessor.primary_key].kind
+        path = Path(description=f"The {accessor.primary_key} of the record.")
+        self.key_annotation: Any = Annotated[(kind if kind in (int, uuid.UUID) else str, path)]
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def list_records(
+        self,
+        request: Request,
+        limit: Any,
+        offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+        cursor: Annotated[str | None, Query(description="Resume after this page.")] = None,
+        sort: Annotated[str | None, Query(description="Sort keys: a,-b.")] = None,
+        include_deleted: IncludeDeleted = False,
+        count: Annotated[bool, Query(description="Send X-Total-Count.")] = False,
+    ) -> Response:
+        """Records as a JSON array, filtered (``field__op=value``), sorted and paged."""
+        dialect = _dialect()
+        conditions = self.query.filters(request.query_params.multi_items(), dialect=dialect)
+        keys = self.query.sort(sort)
+        page = list(conditions)
+        if cursor is not None:
+            if offset:
+                raise ValidationError("use either offset or cursor, not both")
+            values = self.query.decode_cursor(keys, cursor, dialect=dialect)
+            page.append(self.query.after(keys, values, dialect=dialect))
+        rows = self.accessor.find_ordered(
+            *page,
+            order=self.query.order_by(keys, dialect=dialect),
+            include_deleted=include_deleted,
+            limit=limit + 1,
+            offset=offset,
+        )
+        headers = {}
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = self.query.encode_cursor(keys, rows[-1])
+            url = request.url.remove_query_params("offset").include_query_params(cursor=next_cursor)
+            headers = {"Link": f'<{url}>; rel="next"', "X-Next-Cursor": next_cursor}
+        if count:
+            total = self.accessor.count(*conditions, include_deleted=include_deleted)
+            headers["X-Total-Count"] = str(total)
+        return JSONResponse([self._body(row) for row in rows], headers=headers)
+
+    def get_record(
+        self,
+        id: Any,
+        include_deleted: IncludeDeleted = False,
+        if_none_match_header: IfNoneMatch = None,
+    ) -> Response:
+        """One record, with its ``ETag``; 304 when ``If-None-Match`` names that ETag."""
+        obj = self._require(self.accessor.get(self._key(id), include_deleted=include_deleted), id)
+        etag = self._etag(obj)
+        if if_none_match_header is not None and if_none_match(if_none_match_header, etag):
+            return Response(status_code=304, headers={"ETag": etag})
+        return self._respond(obj)
+
+    # -- writes ----------------------------------------------------------------------------
+
+    def create_record(self, request: Request, body: Any, actor: Actor) -> Response:
+        """Create a record (201). 409 when the model already holds ``max_records`` records."""
+        obj = self.accessor.model(**body.model_dump(exclude_unset=True))
+        with _hook_errors(), self.cap.transaction() as session:
+            self._insert(session, obj, actor)
+        return self._respond(obj, 201, self._location(request, obj))
+
+    def put_record(
+        self,
+        request: Request,
+        id: Any,
+        body: Any,
+        actor: Actor,
+        if_match_header: IfMatch = None,
+        if_none_match_header: IfNoneMatch = None,
+    ) -> Response:
+        """Update the fields sent (200), or create the record when it does not exist (201;
+        every required field is needed then). Server-managed fields in the body are ignored."""
+        key = self._key(id)
+        fields = self._body_fields(body, key)
+        with _hook_errors(), self.cap.transaction() as session:
+            # A plain read first: locking a key that does not exist takes a gap lock on MySQL,
+            # and two such creates deadlock.
+            existing = self.accessor.get(key, include_deleted=True)
+            if existing is not None:
+                existing = self.accessor.get_for_update(key, include_deleted=True)
+            if existing is None:
+                if if_match_header is not None:
+                    raise PreconditionFailedError(f"{self.accessor.component} {id} does not exist")
+                obj = self._insert(session, self._new_record(key, fields), actor)
+                return self._respond(obj, 201, self._location(request, obj))
+            self._check_preconditions(existing, if_match_header, if_none_match_header)
+            if getattr(existing, SOFT_DELETE_FIELD, None) is not None:
+                raise RecordDeletedError(f"{self.accessor.component} {id} is deleted; restore it")
+            updated = self._update(session, key, fields, actor)
+        return self._respond(updated)
+
+    def patch_record(
+        self, id: Any, body: Any, actor: Actor, if_match_header: IfMatch = None
+    ) -> Response:
+        """Change the fields sent; the others keep their values."""
+        key = self._key(id)
+        with _hook_errors(), database.transaction() as session:
+            current = self._require(self.accessor.get_for_update(key), id)
+            self._check_preconditions(current, if_match_header, None)
+            updated = self._update(session, key, body.model_dump(exclude_unset=True), actor)
+        return self._respond(updated)
+
+    def delete_record(self, id: Any, actor: Actor, if_match_header: IfMatch = None) -> Response:
+        """Soft-delete the record when the model has ``deleted_at``, else delete it (204)."""
+        key = self._key(id)
+        with _hook_errors(), database.transaction():
+            current = self._require(self.accessor.get_for_update(key), id)
+            self._check_preconditions(current, if_match_header, None)
+            self.accessor.delete(key, actor=actor)
+        return Response(status_code=204)
+
+    def restore_record(self, id: Any, actor: Actor, if_match_header: IfMatch = None) -> Response:
+        """Clear ``deleted_at``. 409 for models without soft delete, or at ``max_records``."""
+        if not self.accessor.soft_delete:
+            raise SoftDeleteNotSupported(f"{self.accessor.component} does not support restore")
+        key = self._key(id)
+        with _hook_errors(), self.cap.transaction() as session:
+            current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
+            self._check_preconditions(current, if_match_header, None)
+            if getattr(current, SOFT_DELETE_FIELD) is not None:
+                self.cap.check()  # a restored row counts again
+            self.accessor.restore(key, actor=actor)
+            session.refresh(current)
+        return self._respond(current)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _key(self, id: Any) -> Any:
+        try:
+            key = self.accessor.coerce_key(id)
+        except ValueError:
+            raise ValidationError(f"{id!r} is not a valid {self.accessor.primary_key}") from None
+        return self.query.check_key(key, dialect=_dialect())
+
+    def _require(self, obj: Any, id: Any) -> Any:
+        if obj is None:
+            raise NotFoundError(f"{self.accessor.component} {id} not found")
+        return obj
+
+    def _etag(self, obj: Any) -> str:
+        return etag_of({name: to_json_safe(getattr(obj, name)) for name in self.accessor.columns})
+
+    def _check_preconditions(
+        self, current: Any, if_match_header: str | None, if_none_match_header: str | None
+    ) -> None:
+        etag = self._etag(current)
+        name = f"{self.accessor.component} {getattr(current, self.accessor.primary_key)}"
+        if if_match_header is not None and not if_match(if_match_header, etag):
+            raise PreconditionFailedError(f"{name} has changed since that version; read it again")
+        if if_none_match_header is not None and if_none_match(if_none_match_header, etag):
+            raise PreconditionFailedError(f"{name} already exists")
+
+    def _body_fields(self, body: BaseModel, key: Any) -> dict[str, Any]:
+        fields = body.model_dump(exclude_unset=True)
+        pk = self.accessor.primary_key
+        if pk in fields and fields.pop(pk) != key:
+            raise ValidationError(f"the body's {pk} differs from the one in the URL")
+        for name in self.schemas.managed:
+            fields.pop(name, None)
+        return fields
+
+    def _new_record(self, key: Any, fields: dict[str, Any]) -> Any:
+        pk = self.accessor.primary_key
+        data = {**fields, pk: key} if pk in self.schemas.create.model_fields else fields
+        try:
+            validated = self.schemas.create.model_validate(data)
+        except PydanticValidationError as exc:
+            errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+            raise RequestValidationError(errors) from None
+        obj = self.accessor.model(**validated.model_dump(exclude_unset=True))
+        setattr(obj, pk, key)
+        return obj
+
+    def _insert(self, session: Session, obj: Any, actor: str) -> Any:
+        self.cap.check()
+        self.accessor.insert(obj, actor=actor)
+        session.refresh(obj)  # the stored values (rounding, defaults), so the ETag matches GET
+        return obj
+
+    def _update(self, session: Session, key: Any, fields: dict[str, Any], actor: str) -> Any:
+        updated = self.accessor.update(key, actor=actor, **fields)
+        session.refresh(updated)
+        return updated
+
+    def _location(self, request: Request, obj: Any) -> dict[str, str]:
+        key = getattr(obj, self.accessor.primary_key)
+        url = request.url_for(f"{self.accessor.component}_get", id=str(key))
+        return {"Location": str(url)}
+
+    def _body(self, obj: Any) -> dict[str, Any]:
+        values = obj.model_dump(mode="json")
+        return {name: values[name] for name in self.accessor.columns if name in values}
+
+    def _respond(self, obj: Any, code: int = 200, extra: dict[str, str] | None = None) -> Response:
+        headers = {"ETag": self._etag(obj), **(extra or {})}
+        return JSONResponse(self._body(obj), status_code=code, headers=headers)
+
+
+def _endpoint(method: Callable[..., Response], **types: Any) -> Callable[..., Response]:
+    """``method`` with the model's parameter types (or ``(type, default)``) in its signature."""
+    signature = inspect.signature(method, eval_str=True)
+    parameters = []
+    for parameter in signature.parameters.values():
+        given = types.get(parameter.name)
+        if isinstance(given, tuple):
+            parameter = parameter.replace(annotation=given[0], default=given[1])
+        elif given is not None:
+            parameter = parameter.replace(annotation=given)
+        parameters.append(parameter)
+
+    def endpoint(**values: Any) -> Response:
+        return method(**values)
+
+    endpoint.__name__ = method.__name__
+    endpoint.__doc__ = method.__doc__
+    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return endpoint
+
+
+@contextmanager
+def _hook_errors() -> Iterator[None]:
+    # Hooks refuse a record with ValueError (the vention-storage README does): 422, rolled back.
+    try:
+        yield
+    except ValueError as exc:
+        raise ValidationError(str(exc) or "the record was refused") from exc
+
+
+def _dialect() -> str:
+    return database.get_engine().dialect.name
