@@ -20,18 +20,21 @@ ALL_BACKENDS = [
 ]
 
 
-def _configure(url: str) -> None:
+def _configure(url: str, *, create_tables: bool = True) -> None:
     importlib.reload(database)
     database.set_database_url(url)
-    SQLModel.metadata.create_all(database.get_engine())
+    if create_tables:
+        SQLModel.metadata.create_all(database.get_engine())
 
 
 @pytest.fixture(params=ALL_BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database with every test table, on SQLite, PostgreSQL and MariaDB in turn."""
     name = request.param
-    url = f"sqlite:///{tmp_path / 'test.db'}" if name == "sqlite" else server_url(name)
-    _configure(url)
+    if name == "sqlite":
+        _configure(f"sqlite:///{tmp_path / 'test.db'}")
+    else:
+        _configure(server_url(name), create_tables=False)  # reset() left every model table
     yield name
     database.get_database().dispose()
 

@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, func, inspect, select
-from sqlalchemy.orm import Mapper
-from sqlalchemy.sql.elements import UnaryExpression
 from sqlmodel import Session, SQLModel
 
 from storage import changes, database
-from storage.auditor import UTCDateTime, audit_row, to_json_safe, utcnow, write_audit_rows
+from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.changes import Change, ChangeListener
 from storage.errors import RecordDeletedError, SoftDeleteNotSupported, translate_driver_errors
-from storage.hooks import HookEvent, HookFn, HookRegistry
+from storage.hooks import HookDecorators, HookRegistry
+from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
 __all__ = ["ModelAccessor"]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
-_SOFT_DELETE_COLUMN = "deleted_at"
 _IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
 
 
-class ModelAccessor(Generic[ModelT]):
+class ModelAccessor(HookDecorators[ModelT]):
     """Reads and audited writes of one table model.
 
     Args:
@@ -44,23 +40,20 @@ class ModelAccessor(Generic[ModelT]):
     def __init__(
         self, model: type[ModelT], component_name: str, *, enable_auditing: bool = True
     ) -> None:
-        table = getattr(model, "__table__", None)
-        if table is None:
-            raise TypeError(f"{model.__name__} is not a table model (declare it with table=True)")
-        mapper: Mapper[Any] = inspect(model)
-        if len(mapper.primary_key) != 1:
-            raise ValueError(f"{model.__name__}: only single-column primary keys are supported")
+        shape = RowShape(model)
         self.model = model
         self.component = component_name
         self.enable_auditing = enable_auditing
         self.hooks: HookRegistry[ModelT] = HookRegistry()
-        self._pk_column = mapper.primary_key[0]
-        self.primary_key: str = mapper.get_property_by_column(self._pk_column).key
-        self.columns: tuple[str, ...] = tuple(attr.key for attr in mapper.column_attrs)
-        self.soft_delete: bool = _SOFT_DELETE_COLUMN in self.columns
-        self.table_name: str = table.name
+        self.primary_key = shape.primary_key
+        self.columns = shape.columns
+        self.soft_delete = shape.soft_delete
+        self.table_name = shape.table_name
+        self.coerce_key = shape.coerce_key
+        self._shape = shape
+        self._pk_column = shape.pk_column
         self._commit_listeners: list[ChangeListener] = []
-        self._inserter = BulkInserter(mapper)
+        self._inserter = BulkInserter(shape.mapper)
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
@@ -71,30 +64,6 @@ class ModelAccessor(Generic[ModelT]):
         return self.model
 
     # -- hooks and listeners ---------------------------------------------------------------
-
-    def before_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs before a row is inserted."""
-        return self.hooks.decorator("before_insert")
-
-    def after_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs after a row is inserted (same transaction)."""
-        return self.hooks.decorator("after_insert")
-
-    def before_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs before an update or restore is flushed."""
-        return self.hooks.decorator("before_update")
-
-    def after_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs after an update or restore is flushed."""
-        return self.hooks.decorator("after_update")
-
-    def before_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs before a row is (soft) deleted."""
-        return self.hooks.decorator("before_delete")
-
-    def after_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
-        """Decorator: ``fn(session, instance)`` runs after a row is (soft) deleted."""
-        return self.hooks.decorator("after_delete")
 
     def after_commit(self) -> Callable[[ChangeListener], ChangeListener]:
         """Decorator: ``fn(changes)`` runs once per committed transaction that wrote this table.
@@ -119,7 +88,7 @@ class ModelAccessor(Generic[ModelT]):
         key = self.coerce_key(id)
         with database.read_session() as session:
             obj = session.get(self.model, key)
-            if obj is None or (not include_deleted and self._is_deleted(obj)):
+            if obj is None or (not include_deleted and self._shape.is_deleted(obj)):
                 return None
             return obj
 
@@ -159,14 +128,13 @@ class ModelAccessor(Generic[ModelT]):
         Raises:
             ValueError: ``order_by`` is not a column of the model.
         """
-        statement = select(self.model).where(*self._filters(conditions, include_deleted))
-        statement = statement.order_by(*self._order(order_by, order_desc))
-        if offset:
-            statement = statement.offset(offset)
-        if limit is not None:
-            statement = statement.limit(limit)
-        with database.read_session() as session:
-            return list(session.scalars(statement).all())
+        return self.find_ordered(
+            *conditions,
+            order=self._shape.order(order_by, order_desc),
+            include_deleted=include_deleted,
+            limit=limit,
+            offset=offset,
+        )
 
     def find_ordered(
         self,
@@ -180,7 +148,7 @@ class ModelAccessor(Generic[ModelT]):
 
         The caller's ``order`` should end with a unique column so that pages never overlap.
         """
-        filters = cast(list[ColumnElement[bool]], self._filters(conditions, include_deleted))
+        filters = self._shape.filters(conditions, include_deleted)
         statement = select(self.model).where(*filters).order_by(*order)
         if offset:
             statement = statement.offset(offset)
@@ -199,7 +167,7 @@ class ModelAccessor(Generic[ModelT]):
         key = self.coerce_key(id)
         with database.read_session() as session:
             obj = session.get(self.model, key, with_for_update=True, populate_existing=True)
-            if obj is None or (not include_deleted and self._is_deleted(obj)):
+            if obj is None or (not include_deleted and self._shape.is_deleted(obj)):
                 return None
             return obj
 
@@ -208,28 +176,10 @@ class ModelAccessor(Generic[ModelT]):
         statement = (
             select(func.count())
             .select_from(self.model)
-            .where(*self._filters(conditions, include_deleted))
+            .where(*self._shape.filters(conditions, include_deleted))
         )
         with database.read_session() as session:
             return int(session.scalar(statement) or 0)
-
-    def coerce_key(self, id: Any) -> Any:
-        """Convert a primary-key value given as text (from a URL) to the column's type.
-
-        Raises:
-            ValueError: the text is not a valid key for this model.
-        """
-        if not isinstance(id, str):
-            return id
-        try:
-            python_type = self._pk_column.type.python_type
-        except NotImplementedError:
-            return id
-        if python_type is int:
-            return int(id)
-        if python_type is uuid.UUID:
-            return uuid.UUID(id)
-        return id
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -258,23 +208,23 @@ class ModelAccessor(Generic[ModelT]):
         """
         key = getattr(obj, self.primary_key)
         # Taken before the write starts: opening a savepoint flushes the caller's edits.
-        loaded_before = self._committed_snapshot(obj) if inspect(obj).persistent else None
+        loaded_before = self._shape.committed_snapshot(obj) if inspect(obj).persistent else None
         with self._write() as session:
             stored = session.get(self.model, key) if key is not None else None
             if stored is None:
                 self._insert_rows(session, [obj], actor)
                 return obj
-            if self._is_deleted(stored):
+            if self._shape.is_deleted(stored):
                 raise RecordDeletedError(f"{self.component} {key} is deleted; restore it first")
             if stored is obj and loaded_before is not None:
                 before = loaded_before
             else:
-                before = self._committed_snapshot(stored)
+                before = self._shape.committed_snapshot(stored)
             if stored is not obj:
                 for name in self.columns:
-                    if name not in (self.primary_key, _SOFT_DELETE_COLUMN):
+                    if name not in (self.primary_key, SOFT_DELETE_COLUMN):
                         setattr(stored, name, getattr(obj, name))
-            if self._snapshot(stored) != before:
+            if self._shape.snapshot(stored) != before:
                 self._finish_update(session, stored, before, actor, "update")
             return stored
 
@@ -286,14 +236,14 @@ class ModelAccessor(Generic[ModelT]):
         Raises:
             ValueError: a field is unknown, the primary key or ``deleted_at``; nothing changed.
         """
-        self._check_updatable(fields)
+        self._shape.check_updatable(fields)
         if not fields:
             return self.get(id)
         with self._write() as session:
             obj = session.get(self.model, self.coerce_key(id))
-            if obj is None or self._is_deleted(obj):
+            if obj is None or self._shape.is_deleted(obj):
                 return None
-            before = self._snapshot(obj)
+            before = self._shape.snapshot(obj)
             for name, value in fields.items():
                 setattr(obj, name, value)
             self._finish_update(session, obj, before, actor, "update")
@@ -318,7 +268,7 @@ class ModelAccessor(Generic[ModelT]):
                 for obj in session.scalars(
                     select(self.model).where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
                 )
-                if not self._is_deleted(obj)
+                if not self._shape.is_deleted(obj)
             ]
             self._delete_rows(session, rows, actor)
             return len(rows)
@@ -337,9 +287,9 @@ class ModelAccessor(Generic[ModelT]):
             obj = session.get(self.model, self.coerce_key(id))
             if obj is None:
                 return False
-            if self._is_deleted(obj):
-                before = self._snapshot(obj)
-                setattr(obj, _SOFT_DELETE_COLUMN, None)
+            if self._shape.is_deleted(obj):
+                before = self._shape.snapshot(obj)
+                setattr(obj, SOFT_DELETE_COLUMN, None)
                 self._finish_update(session, obj, before, actor, "restore")
             return True
 
@@ -369,9 +319,9 @@ class ModelAccessor(Generic[ModelT]):
         for obj in objs:
             self.hooks.emit("before_insert", session=session, instance=obj)
         self._inserter.insert(session, objs)
-        afters = [self._snapshot(obj) for obj in objs]
+        afters = [self._shape.snapshot(obj) for obj in objs]
         self._audit(session, actor, "create", objs, [None] * len(objs), afters)
-        self._emit_each("after_insert", session, objs)
+        self.hooks.emit_each("after_insert", session=session, instances=objs)
         self._record(session, "create", afters, [None] * len(objs))
 
     def _finish_update(
@@ -379,20 +329,20 @@ class ModelAccessor(Generic[ModelT]):
     ) -> None:
         self.hooks.emit("before_update", session=session, instance=obj)
         session.flush()
-        after = self._snapshot(obj)
+        after = self._shape.snapshot(obj)
         self._audit(session, actor, operation, [obj], [before], [after])
         self.hooks.emit("after_update", session=session, instance=obj)
         self._record(session, "update", [after], [before])
 
     def _delete_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
-        self._emit_each("before_delete", session, objs)
-        befores = [self._snapshot(obj) for obj in objs]
+        self.hooks.emit_each("before_delete", session=session, instances=objs)
+        befores = [self._shape.snapshot(obj) for obj in objs]
         if self.soft_delete:
-            now = self._deleted_at_now()
+            now = self._shape.deleted_at_now()
             for obj in objs:
-                setattr(obj, _SOFT_DELETE_COLUMN, now)
+                setattr(obj, SOFT_DELETE_COLUMN, now)
             session.flush()
-            afters: list[dict[str, Any] | None] = [self._snapshot(obj) for obj in objs]
+            afters: list[dict[str, Any] | None] = [self._shape.snapshot(obj) for obj in objs]
             self._audit(session, actor, "soft_delete", objs, befores, afters)
         else:
             for obj in objs:
@@ -400,7 +350,7 @@ class ModelAccessor(Generic[ModelT]):
             session.flush()
             afters = [None] * len(objs)
             self._audit(session, actor, "delete", objs, befores, afters)
-        self._emit_each("after_delete", session, objs)
+        self.hooks.emit_each("after_delete", session=session, instances=objs)
         self._record(
             session, "delete", [a or b for a, b in zip(afters, befores, strict=True)], befores
         )
@@ -446,61 +396,3 @@ class ModelAccessor(Generic[ModelT]):
                 for value, before in zip(values, befores, strict=True)
             ]
             changes.record(session, self, records)
-
-    def _emit_each(self, event: HookEvent, session: Session, objs: list[ModelT]) -> None:
-        if self.hooks.has(event):
-            for obj in objs:
-                self.hooks.emit(event, session=session, instance=obj)
-
-    def _snapshot(self, obj: ModelT) -> dict[str, Any]:
-        values = obj.__dict__  # loaded column values live here; expired ones are loaded below
-        return {
-            name: to_json_safe(values[name] if name in values else getattr(obj, name))
-            for name in self.columns
-        }
-
-    def _committed_snapshot(self, obj: ModelT) -> dict[str, Any]:
-        # The row as the database has it, even when the caller changed the loaded instance.
-        state = inspect(obj)
-        snapshot = {}
-        for name in self.columns:
-            history = state.attrs[name].history
-            value = history.deleted[0] if history.deleted else getattr(obj, name)
-            snapshot[name] = to_json_safe(value)
-        return snapshot
-
-    def _is_deleted(self, obj: ModelT) -> bool:
-        return self.soft_delete and getattr(obj, _SOFT_DELETE_COLUMN) is not None
-
-    def _deleted_at_now(self) -> datetime:
-        column_type = self.model.__table__.c[_SOFT_DELETE_COLUMN].type  # type: ignore[attr-defined]
-        aware = isinstance(column_type, UTCDateTime) or getattr(column_type, "timezone", False)
-        now = utcnow()
-        return now if aware else now.replace(tzinfo=None)
-
-    def _check_updatable(self, fields: dict[str, Any]) -> None:
-        for name in fields:
-            if name not in self.columns:
-                raise ValueError(f"{self.model.__name__} has no field {name!r}")
-            if name == self.primary_key:
-                raise ValueError(f"the primary key {name!r} cannot be updated")
-            if name == _SOFT_DELETE_COLUMN:
-                raise ValueError("deleted_at is managed by delete() and restore()")
-
-    def _filters(
-        self, conditions: Sequence[ColumnElement[bool] | bool], include_deleted: bool
-    ) -> list[Any]:
-        filters: list[Any] = list(conditions)
-        if self.soft_delete and not include_deleted:
-            filters.append(self.model.__table__.c[_SOFT_DELETE_COLUMN].is_(None))  # type: ignore[attr-defined]
-        return filters
-
-    def _order(self, order_by: str | None, desc: bool) -> list[UnaryExpression[Any]]:
-        key = self._pk_column.desc() if desc else self._pk_column.asc()
-        if order_by is None or order_by == self.primary_key:
-            return [key]
-        if order_by not in self.columns:
-            raise ValueError(f"{self.model.__name__} has no column {order_by!r} to order by")
-        column = getattr(self.model, order_by)
-        # The primary key breaks ties so that pages never overlap or skip rows.
-        return [column.desc() if desc else column.asc(), key]

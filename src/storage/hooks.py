@@ -7,12 +7,12 @@ made inside a hook join that transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, Literal, TypeVar, get_args
 
 from sqlmodel import Session
 
-__all__ = ["HOOK_EVENTS", "HookEvent", "HookFn", "HookRegistry"]
+__all__ = ["HOOK_EVENTS", "HookDecorators", "HookEvent", "HookFn", "HookRegistry"]
 
 ModelT = TypeVar("ModelT")
 
@@ -58,3 +58,39 @@ class HookRegistry(Generic[ModelT]):
         """Call the functions registered for ``event`` in registration order."""
         for fn in self._hooks[event]:
             fn(session, instance)
+
+    def emit_each(self, event: HookEvent, *, session: Session, instances: Sequence[ModelT]) -> None:
+        """Call the functions registered for ``event`` once per instance, in order."""
+        if self._hooks[event]:
+            for instance in instances:
+                self.emit(event, session=session, instance=instance)
+
+
+class HookDecorators(Generic[ModelT]):
+    """The ``@acc.before_insert()`` ... ``@acc.after_delete()`` decorators over ``self.hooks``."""
+
+    hooks: HookRegistry[ModelT]
+
+    def before_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before a row is inserted."""
+        return self.hooks.decorator("before_insert")
+
+    def after_insert(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after a row is inserted (same transaction)."""
+        return self.hooks.decorator("after_insert")
+
+    def before_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before an update or restore is flushed."""
+        return self.hooks.decorator("before_update")
+
+    def after_update(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after an update or restore is flushed."""
+        return self.hooks.decorator("after_update")
+
+    def before_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs before a row is (soft) deleted."""
+        return self.hooks.decorator("before_delete")
+
+    def after_delete(self) -> Callable[[HookFn[ModelT]], HookFn[ModelT]]:
+        """Decorator: ``fn(session, instance)`` runs after a row is (soft) deleted."""
+        return self.hooks.decorator("after_delete")
