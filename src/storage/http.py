@@ -37,6 +37,7 @@ __all__ = [
     "StorageRoute",
     "error_response",
     "limit_body",
+    "optional_actor",
     "require_actor",
 ]
 
@@ -133,6 +134,22 @@ def require_actor(
     if x_user is None or not x_user.strip():
         raise HTTPException(status_code=400, detail="the X-User header is required")
     return x_user.strip()
+
+
+ANONYMOUS_ACTOR = "anonymous"
+
+
+def optional_actor(
+    x_user: Annotated[
+        str | None,
+        Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
+    ] = None,
+) -> str:
+    """FastAPI dependency: the ``X-User`` header, or ``"anonymous"`` when it is absent.
+
+    For the routes vention-storage clients already call without the header (``/db/restore``).
+    """
+    return x_user.strip() if x_user and x_user.strip() else ANONYMOUS_ACTOR
 
 
 @dataclass(frozen=True)

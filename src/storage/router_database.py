@@ -23,7 +23,7 @@ from sqlmodel import col
 from storage import backup, database, diagram, export, importer, restore
 from storage.auditor import AuditLog
 from storage.errors import DatabaseUnavailableError, StorageError
-from storage.http import RouteAuth, StorageRoute, limit_body, require_actor
+from storage.http import RouteAuth, StorageRoute, limit_body, optional_actor, require_actor
 from storage.importer import ImportMode, ImportSummary
 from storage.restore import RestoreSummary
 
@@ -191,7 +191,7 @@ def build_db_router(
 
     def restore_sqlite(
         file: Annotated[UploadFile, File(description="A SQLite backup file.")],
-        actor: Annotated[str, Depends(require_actor)],
+        actor: Annotated[str, Depends(optional_actor)],
         integrity_check: Annotated[
             bool, Query(description="Run PRAGMA integrity_check on the file first.")
         ] = True,

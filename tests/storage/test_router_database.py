@@ -384,7 +384,6 @@ BAD_RESTORES: list[object] = [
     ),
     pytest.param(lambda good: good[:-4096], {}, 422, "truncated", id="truncated"),
     pytest.param(lambda good: foreign_sqlite(), {}, 422, "missing tables", id="foreign-schema"),
-    pytest.param(lambda good: good, {"headers": {}}, 400, "X-User", id="no-actor"),
 ]
 
 
