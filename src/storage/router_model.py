@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import inspect
 import uuid
+from urllib.parse import quote
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
@@ -353,7 +354,8 @@ class _CrudRoutes:
 
     def _location(self, request: Request, obj: Any) -> dict[str, str]:
         key = getattr(obj, self.accessor.primary_key)
-        url = request.url_for(f"{self.accessor.component}_get", id=str(key))
+        # Percent-encoded: a key may hold any character, a header only Latin-1.
+        url = request.url_for(f"{self.accessor.component}_get", id=quote(str(key), safe=""))
         return {"Location": str(url)}
 
     def _body(self, obj: Any) -> dict[str, Any]:

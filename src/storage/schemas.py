@@ -37,6 +37,7 @@ from pydantic import (
     ConfigDict,
     Field,
     Strict,
+    StringConstraints,
     create_model,
 )
 from pydantic.fields import FieldInfo
@@ -97,7 +98,9 @@ def _derive(model: type[SQLModel], primary_key: str, read_only: frozenset[str]) 
         read[name] = (info.annotation, Field(title=info.title, description=info.description))
         typed = input_annotation(model, name)
         optional = (typed, Field(None, title=info.title, description=info.description))
-        if name in writable or (name == primary_key and not key_is_generated):
+        if name == primary_key and not key_is_generated:
+            create[name] = (_addressable(typed), _copy_default(info))
+        elif name in writable:
             create[name] = (typed, _copy_default(info))
         if name in writable:
             update[name] = optional
@@ -111,6 +114,14 @@ def _derive(model: type[SQLModel], primary_key: str, read_only: frozenset[str]) 
         read=create_model(f"{title}Read", __doc__=f"A stored {title}.", **read),
         managed=managed,
     )
+
+
+def _addressable(typed: Any) -> Any:
+    # A key chosen by the client becomes a URL path segment: it must be one, non-empty segment.
+    base, _ = strip_optional(typed)
+    if base is str or get_origin(base) is Annotated and get_args(base)[0] is str:
+        return Annotated[base, StringConstraints(min_length=1, pattern=r"^[^/]+$")]
+    return typed
 
 
 def _model(name: str, doc: str, fields: dict[str, Any]) -> type[BaseModel]:

@@ -934,3 +934,23 @@ def test_openapi_shows_the_real_fields(client: TestClient) -> None:
     assert one["patch"]["requestBody"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/UserUpdate"
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [
+        pytest.param("", 422, id="empty"),
+        pytest.param("a/b", 422, id="slash"),
+        pytest.param("grip\U0002f81f", 201, id="non-latin-1"),
+        pytest.param("pick place?#", 201, id="reserved-characters"),
+    ],
+)
+def test_client_chosen_keys_must_be_one_path_segment(
+    client: TestClient, name: str, status: int
+) -> None:
+    response = client.post("/recipes/", json={"name": name}, headers=ADMIN)
+    assert response.status_code == status, response.text
+    if status == 201:
+        location = response.headers["Location"]
+        assert location.isascii()
+        assert client.get(location).json()["name"] == name
