@@ -32,6 +32,7 @@ from storage.errors import (
 )
 
 __all__ = [
+    "MAX_OFFSET",
     "STATUS_BY_ERROR",
     "RouteAuth",
     "StorageRoute",
@@ -137,6 +138,10 @@ def require_actor(
 
 
 ANONYMOUS_ACTOR = "anonymous"
+
+# The largest OFFSET every backend accepts (a signed 64-bit integer); beyond it SQLite's driver
+# overflows, so the routes refuse it with a 422 instead.
+MAX_OFFSET = 2**63 - 1
 
 
 def optional_actor(

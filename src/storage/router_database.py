@@ -23,7 +23,14 @@ from sqlmodel import col
 from storage import backup, database, diagram, export, importer, restore
 from storage.auditor import AuditLog
 from storage.errors import DatabaseUnavailableError, StorageError
-from storage.http import RouteAuth, StorageRoute, limit_body, optional_actor, require_actor
+from storage.http import (
+    MAX_OFFSET,
+    RouteAuth,
+    StorageRoute,
+    limit_body,
+    optional_actor,
+    require_actor,
+)
 from storage.importer import ImportMode, ImportSummary
 from storage.restore import RestoreSummary
 
@@ -117,7 +124,7 @@ def build_db_router(
         # The bounds are this router's options, so they sit in the default, not the annotation
         # (annotations are strings here, resolved at module level).
         limit: int = Query(audit_default_limit, ge=1, le=audit_max_limit),
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[AuditEntry]:
         """Audit rows matching every filter, newest first; ``X-Total-Count`` counts them all."""
         conditions: list[Any] = []

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import inspect
 import uuid
-from urllib.parse import quote
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -42,7 +42,7 @@ from storage.errors import (
     ValidationError,
 )
 from storage.etags import etag_of, if_match, if_none_match
-from storage.http import RouteAuth, StorageRoute, require_actor
+from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, require_actor
 from storage.limits import RecordCap
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
@@ -173,7 +173,7 @@ class _CrudRoutes:
         self,
         request: Request,
         limit: Any,
-        offset: Annotated[int, Query(ge=0, description="Rows to skip.")] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Rows to skip.")] = 0,
         cursor: Annotated[str | None, Query(description="Resume after this page.")] = None,
         sort: Annotated[str | None, Query(description="Sort keys: a,-b.")] = None,
         include_deleted: IncludeDeleted = False,

@@ -487,3 +487,8 @@ def test_bootstrap_mounts_the_router(backend: str) -> None:
     client = TestClient(app)
     assert client.get("/db/health").json()["status"] == "ok"
     assert client.get("/db/audit").status_code == 200
+
+
+def test_audit_offset_beyond_any_backend_is_422(client: TestClient) -> None:
+    response = client.get("/db/audit", params={"offset": 2**63})
+    assert response.status_code == 422
