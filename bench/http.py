@@ -2,16 +2,17 @@
 
 Usage::
 
-    .venv/bin/python bench/http.py                       # about 5 minutes on 2 cores
-    .venv/bin/python bench/http.py --rows 200000 --seconds 3
+    .venv/bin/python bench/http.py                       # about 3 minutes on 2 cores
+    .venv/bin/python bench/http.py --rows 200000 --seconds 4
 
-The server runs in its own process (its own GIL): the models and accessors of
+Each server runs in its own process (its own GIL): the models and accessors of
 ``examples/machine_app.py`` bootstrapped without the row cap, plus ``GET /ping``, under uvicorn
-on 127.0.0.1 with a temporary SQLite file. Load comes from ``wrk`` when it is installed, else
-from Python threads with keep-alive httpx clients; every load run is bounded in time and in
-requests. Rows are bulk-loaded outside the clock. Export, backup and restore each run on a
-fresh server process whose memory is read from ``/proc/<pid>/status`` (VmRSS every 10 ms,
-VmHWM after).
+on 127.0.0.1 with a temporary SQLite file. One server starts empty, one with ``--table-rows``
+machines; their request runs are interleaved in rounds so that a busy machine slows both
+alike. Load comes from ``wrk`` when it is installed, else from Python threads with keep-alive
+httpx clients; every run is bounded in time and in requests. Rows are loaded before the servers
+start or while they idle, never on the clock. Export, backup and restore each run on a fresh
+server process whose memory is read from ``/proc/<pid>/status`` (VmRSS every 10 ms, VmHWM after).
 
 Targets: GET by id at least 60% of ``GET /ping``; POST at 100,000 rows within 10% of POST on an
 empty table; server peak RSS growth under 50 MB for export, backup and restore at any size.
@@ -22,49 +23,47 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-# Run as a script, this file's folder would lead sys.path and this file would stand in for the
-# standard library's ``http`` package: take the folder off and put the repository on instead.
-if sys.path and Path(sys.path[0] or ".").resolve() == ROOT / "bench":
-    del sys.path[0]
-sys.path.insert(0, str(ROOT))
+# Run as a script, this file's folder leads sys.path, where this file would stand in for the
+# standard library's ``http`` package: move the folder behind the standard library, and put the
+# repository (for ``examples``) in front.
+if sys.path and Path(sys.path[0] or ".").resolve() == Path(__file__).resolve().parent:
+    sys.path.append(sys.path.pop(0))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import importlib.util
-import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
-import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
+from typing import Any
 
 import httpx
+from examples.machine_app import Machine, machines, tools, workcells
+from httpload import Load, Rate, Server, peak_rss
 from sqlalchemy import create_engine, func, insert, select
 
-from examples.machine_app import Machine, machines, tools, workcells
 from storage import database
 from storage.auditor import AuditLog
+from storage.bootstrap import prepare_database
 
 ADMIN = {"X-User": "bench"}
 MB = 1_000_000
 GET_TARGET, POST_TARGET, RSS_TARGET_MB = 0.60, 0.90, 50
-MAX_REQUESTS = 200_000  # per load run; the time limit normally ends it first
 WORKCELLS = 10
 
 
-# -- the server ---------------------------------------------------------------------------
+# -- the server -----------------------------------------------------------------------------
 
 
-def serve(port: int, url: str) -> None:
+def serve(url: str, port: int) -> None:
     """The example's accessors without the row cap, plus ``GET /ping``, under uvicorn."""
     import uvicorn
     from fastapi import FastAPI
@@ -85,225 +84,72 @@ def serve(port: int, url: str) -> None:
         app,
         accessors=[workcells, machines, tools],
         database_url=url,
-        create_tables=True,
         auto_migrate=True,
         max_records_per_model=None,
     )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-class Server:
-    """This script in ``--serve`` mode, in a child process on a free port."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self.url, self.log = url, log
-
-    def __enter__(self) -> Server:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        self.base = f"http://127.0.0.1:{port}"
-        command = [sys.executable, __file__, "--serve", str(port), "--url", self.url]
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.base}/db/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.__exit__()
-        raise RuntimeError(f"the server did not start; see {self.log}")
-
-    def __exit__(self, *exc: object) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def memory(self) -> dict[str, int]:
-        """VmRSS and VmHWM of the server process, in bytes."""
-        found = {}
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name in ("VmRSS", "VmHWM"):
-                found[name] = int(value.split()[0]) * 1024
-        return found
-
-
-# -- load -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Rate:
-    requests: int
-    seconds: float
-    failed: int  # non-2xx answers and socket errors
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def per_second(self) -> float:
-        return self.requests / self.seconds
-
-
-_WRK_SCRIPT = """
-local mode, path, max_id, limit, tag = "%(mode)s", "%(path)s", %(max_id)d, %(limit)d, "%(tag)s"
-local made = 0
-wrk.headers["X-User"] = "bench"
-wrk.headers["Content-Type"] = "application/json"
-function setup(thread) thread:set("tid", #threads_seen + 1) table.insert(threads_seen, thread) end
-threads_seen = {}
-function init(args) math.randomseed(tid * 7919) end
-function request()
-  made = made + 1
-  if made > limit then wrk.thread:stop() end
-  if mode == "id" then return wrk.format("GET", path .. math.random(1, max_id)) end
-  if mode == "post" then
-    local body = string.format(
-      '{"serial":"%%s-%%d-%%d","workcell_id":%%d,"payload_kg":5.5}', tag, tid, made, made %% 10 + 1)
-    return wrk.format("POST", path, nil, body)
-  end
-  return wrk.format("GET", path)
-end
-function done(s, latency, requests)
-  local e = s.errors
-  io.write(string.format("WRK %%d %%d %%d %%d %%d\\n", s.requests, s.duration,
-    e.connect + e.read + e.write + e.status + e.timeout,
-    latency:percentile(50), latency:percentile(99)))
-end
-"""
-
-
-class Load:
-    """Keep-alive load from ``wrk`` (one thread) or, without it, Python threads with httpx."""
-
-    def __init__(self, base: str, connections: int, seconds: float, workdir: Path) -> None:
-        self.base, self.connections, self.seconds = base, connections, seconds
-        self.workdir = workdir
-        self.wrk = shutil.which("wrk")
-
-    def describe(self) -> str:
-        how = "wrk, 1 thread" if self.wrk else "Python threads with httpx (wrk not found)"
-        return f"{how}, {self.connections} keep-alive connections, {self.seconds:g} s per run"
-
-    def run(self, mode: str, path: str, *, max_id: int = 0, tag: str = "") -> Rate:
-        """``mode``: ``get`` the path, ``id`` GET path + a random id, ``post`` a new machine."""
-        if self.wrk:
-            return self._run_wrk(mode, path, max_id, tag)
-        return self._run_threads(mode, path, max_id, tag)
-
-    def _run_wrk(self, mode: str, path: str, max_id: int, tag: str) -> Rate:
-        limit = MAX_REQUESTS  # one wrk thread makes every request
-        script = self.workdir / "load.lua"
-        values = {"mode": mode, "path": path, "max_id": max_id, "limit": limit, "tag": tag}
-        script.write_text(_WRK_SCRIPT % values)
-        command = [self.wrk, "-t1", f"-c{self.connections}", f"-d{self.seconds:g}s"]
-        command += ["--timeout", "10s", "-s", str(script), self.base]
-        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-        line = next(line for line in output.splitlines() if line.startswith("WRK "))
-        requests, micros, failed, p50, p99 = map(int, line.split()[1:])
-        return Rate(requests, micros / 1e6, failed, p50 / 1000, p99 / 1000)
-
-    def _run_threads(self, mode: str, path: str, max_id: int, tag: str) -> Rate:
-        lock, latencies, failures = threading.Lock(), [], [0]
-        deadline = time.perf_counter() + self.seconds
-        per_thread = MAX_REQUESTS // self.connections
-
-        def worker(tid: int) -> None:
-            mine, failed = [], 0
-            ids = iter(range(1, per_thread + 1))
-            with httpx.Client(base_url=self.base, headers=ADMIN, timeout=10) as client:
-                while time.perf_counter() < deadline and (n := next(ids, None)) is not None:
-                    start = time.perf_counter()
-                    if mode == "post":
-                        body = {"serial": f"{tag}-{tid}-{n}", "workcell_id": n % 10 + 1}
-                        answer = client.post(path, json={**body, "payload_kg": 5.5})
-                    else:
-                        suffix = str(n * 7919 % max_id + 1) if mode == "id" else ""
-                        answer = client.get(path + suffix)
-                    mine.append(time.perf_counter() - start)
-                    failed += not answer.is_success
-            with lock:
-                latencies.extend(mine)
-                failures[0] += failed
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(self.connections)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        cuts = statistics.quantiles(latencies, n=100)
-        return Rate(len(latencies), elapsed, failures[0], cuts[49] * 1000, cuts[98] * 1000)
+def bench_server(url: str, log: Path) -> Server:
+    """:func:`serve` on ``url`` in a child process."""
+    return Server(__file__, ["--serve", url], log, ready_path="/db/health")
 
 
 # -- data -----------------------------------------------------------------------------------
 
 
-def machine_count(url: str) -> int:
+def counts(url: str) -> tuple[int, int]:
+    """Rows in the machine table and in the audit log."""
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return int(connection.scalar(select(func.count()).select_from(Machine)) or 0)
+            machine_rows, audit_rows = (
+                int(connection.scalar(select(func.count()).select_from(model)) or 0)
+                for model in (Machine, AuditLog)
+            )
+            return machine_rows, audit_rows
     finally:
         engine.dispose()
 
 
-def load_audited(url: str, total: int) -> int:
-    """Top the machine table up to ``total`` rows with ``insert_many`` (an audit row each)."""
-    have = machine_count(url)
-    database.set_database_url(url)
+def top_up(url: str, total: int, *, audited: bool) -> None:
+    """Add machines until there are ``total``: with ``insert_many`` (an audit row each, as
+    through the API) or with Core ``executemany`` (no audit rows; much faster)."""
+    prepare_database(database_url=url)
+    engine = database.get_engine()
+    have, _ = counts(url)
+    with engine.begin() as connection:
+        if not connection.scalar(select(func.count()).select_from(workcells.model)):
+            cells = [{"name": f"cell {i}"} for i in range(WORKCELLS)]
+            connection.execute(insert(workcells.model), cells)
     try:
-        for start in range(have, total, 10_000):
-            batch = [_machine(i) for i in range(start, min(start + 10_000, total))]
-            machines.insert_many([Machine(**row) for row in batch], actor="bench")
+        for start in range(have, total, 20_000):
+            rows = [_machine(i) for i in range(start, min(start + 20_000, total))]
+            if audited:
+                machines.insert_many([Machine(**row) for row in rows], actor="bench")
+            else:
+                with engine.begin() as connection:
+                    connection.execute(insert(Machine), rows)
     finally:
         database.get_database().dispose()
-    return max(total - have, 0)
 
 
-def load_core(url: str, total: int) -> int:
-    """Top the machine table up to ``total`` rows with Core ``executemany`` (no audit rows)."""
-    have = machine_count(url)
-    engine = create_engine(url)
-    try:
-        for start in range(have, total, 50_000):
-            with engine.begin() as connection:
-                rows = [_machine(i) for i in range(start, min(start + 50_000, total))]
-                connection.execute(insert(Machine), rows)
-    finally:
-        engine.dispose()
-    return max(total - have, 0)
-
-
-def _machine(i: int) -> dict[str, object]:
+def _machine(i: int) -> dict[str, Any]:
     commissioned = datetime(2024, 1 + i % 12, 1 + i % 28, tzinfo=UTC) if i % 3 else None
+    kind = "robot" if i % 4 else "conveyor"
     return {
         "serial": f"B{i:08d}",
-        "kind": "robot" if i % 4 else "conveyor",
+        "kind": kind,
         "workcell_id": i % WORKCELLS + 1,
         "payload_kg": i % 50 * 0.5,
         "commissioned_at": commissioned,
     }
 
 
-def table_sizes(url: str) -> str:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as connection:
-            counts = [
-                int(connection.scalar(select(func.count()).select_from(m)) or 0)
-                for m in (Machine, AuditLog)
-            ]
-    finally:
-        engine.dispose()
+def describe_database(url: str) -> str:
+    machine_rows, audit_rows = counts(url)
     size = Path(url.removeprefix("sqlite:///")).stat().st_size / MB
-    return f"{counts[0]:,} machines, {counts[1]:,} audit rows, {size:,.0f} MB file"
+    return f"{machine_rows:,} machines, {audit_rows:,} audit rows, {size:,.0f} MB file"
 
 
 # -- measurements ---------------------------------------------------------------------------
@@ -314,8 +160,7 @@ def page_time(client: httpx.Client, path: str, repeat: int = 20) -> float:
     times = []
     for i in range(repeat + 2):
         start = time.perf_counter()
-        answer = client.get(path)
-        answer.raise_for_status()
+        client.get(path).raise_for_status()
         if i >= 2:
             times.append(time.perf_counter() - start)
     return statistics.median(times) * 1000
@@ -334,35 +179,16 @@ class Transfer:
         return max(self.growth_sampled, self.growth_hwm)
 
 
-@contextmanager
-def peak_rss(server: Server) -> Iterator[list[int]]:
-    """Yield ``[rss_before, peak]``; peak is the largest VmRSS seen every 10 ms meanwhile."""
-    seen = [server.memory()["VmRSS"]] * 2
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.wait(0.01):
-            seen[1] = max(seen[1], server.memory()["VmRSS"])
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    try:
-        yield seen
-    finally:
-        stop.set()
-        sampler.join()
-
-
 def transfer(server: Server, work: Callable[[httpx.Client], int]) -> Transfer:
-    """Time ``work`` (which returns the bytes it moved) and the server's RSS growth."""
+    """Time ``work`` (it returns the bytes it moved) and the growth of the server's RSS."""
     with httpx.Client(base_url=server.base, headers=ADMIN, timeout=900) as client:
         client.get("/db/health").raise_for_status()
         with peak_rss(server) as seen:
             start = time.perf_counter()
             moved = work(client)
             elapsed = time.perf_counter() - start
-    hwm = server.memory()["VmHWM"]
     before, peak = seen
+    hwm = server.memory("VmHWM")
     return Transfer(elapsed, moved / MB, before / MB, (peak - before) / MB, (hwm - before) / MB)
 
 
@@ -382,8 +208,7 @@ def upload(source: Path, expected_rows: int) -> Callable[[httpx.Client], int]:
         with source.open("rb") as file:
             answer = client.post("/db/restore", files={"file": ("backup.sqlite", file)})
         answer.raise_for_status()
-        restored = answer.json()["tables"]["machine"]
-        if restored != expected_rows:
+        if (restored := answer.json()["tables"]["machine"]) != expected_rows:
             raise RuntimeError(f"restore counted {restored} machines, expected {expected_rows}")
         return source.stat().st_size
 
@@ -392,15 +217,16 @@ def upload(source: Path, expected_rows: int) -> Callable[[httpx.Client], int]:
 
 def database_operations(url: str, workdir: Path, log: Path) -> dict[str, Transfer]:
     """Export, backup and restore, each on a fresh server process."""
-    rows = machine_count(url)
-    results, zipped, backup = {}, workdir / "export.zip", workdir / "backup.sqlite"
-    steps = [
-        ("GET /db/export.zip", download("/db/export.zip", zipped)),
-        ("GET /db/backup.sqlite", download("/db/backup.sqlite", backup)),
-        ("POST /db/restore", upload(backup, rows)),
-    ]
-    for label, work in steps:
-        with Server(url, log) as server:
+    rows, _ = counts(url)
+    zipped, backup = workdir / "export.zip", workdir / "backup.sqlite"
+    steps = {
+        "GET /db/export.zip": download("/db/export.zip", zipped),
+        "GET /db/backup.sqlite": download("/db/backup.sqlite", backup),
+        "POST /db/restore": upload(backup, rows),
+    }
+    results = {}
+    for label, work in steps.items():
+        with bench_server(url, log) as server:
             results[label] = transfer(server, work)
     with zipfile.ZipFile(zipped) as archive:
         if "machine.csv" not in archive.namelist():
@@ -408,119 +234,175 @@ def database_operations(url: str, workdir: Path, log: Path) -> dict[str, Transfe
     return results
 
 
-# -- report ---------------------------------------------------------------------------------
+# -- the run --------------------------------------------------------------------------------
+
+
+def measure_requests(
+    empty: Server, full: Server, empty_url: str, load: Load, args: argparse.Namespace
+) -> tuple[dict[str, Rate], list[tuple[str, float]]]:
+    """Request rates, interleaved over ``args.rounds`` rounds, and list page times."""
+    deep = args.table_rows * 9 // 10
+    pages = []
+    with httpx.Client(base_url=full.base) as client:
+        # The cursor after row `deep` comes from the page that ends there (not timed).
+        cursor = client.get(f"/machines/?offset={deep - 100}").headers["X-Next-Cursor"]
+        for label, query in (
+            ("?limit=100", "limit=100"),
+            (f"?offset={deep}&limit=100", f"offset={deep}&limit=100"),
+            (f"?cursor=<after row {deep:,}>&limit=100", f"cursor={cursor}&limit=100"),
+        ):
+            pages.append((label, page_time(client, f"/machines/?{query}")))
+
+    windows: dict[str, list[Rate]] = {}
+
+    def run(name: str, server: Server, mode: str, path: str, **options: Any) -> None:
+        rate = load.run(server, mode, path, args.seconds / args.rounds, **options)
+        windows.setdefault(name, []).append(rate)
+
+    tag = f"P{os.getpid()}"
+    for n in range(args.rounds):
+        run("ping", full, "get", "/ping")
+        run("ping-sync", full, "get", "/ping-sync")
+        run("post-empty", empty, "post", "/machines/", tag=f"{tag}-{n}-e")
+        run("post-full", full, "post", "/machines/", tag=f"{tag}-{n}-f")
+        run("get-empty", empty, "id", "/machines/", max_id=counts(empty_url)[0])
+        run("get-full", full, "id", "/machines/", max_id=args.table_rows)
+    return {name: Rate.merge(parts) for name, parts in windows.items()}, pages
 
 
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def print_rates(rates: list[tuple[str, str, Rate]], ping: Rate) -> None:
-    print(f"\n{'request':40} {'rows':>17} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'failed':>6} {'/ping':>6}")
-    for label, rows, rate in rates:
-        share = rate.per_second / ping.per_second
-        print(f"{label:40} {rows:>17} {rate.per_second:>8,.0f} {rate.p50_ms:>7.1f} "
-              f"{rate.p99_ms:>7.1f} {rate.failed:>6} {share:>6.2f}")
+def report_requests(
+    rates: dict[str, Rate], pages: list[tuple[str, float]], sizes: dict[str, str]
+) -> list[str]:
+    print(
+        f"\n{'request':34} {'rows':>19} {'req/s':>7} {'/ping':>6} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'failed':>6} {'server CPU ms/req':>18}"
+    )
+    ping = rates["ping"]
+    labels = {
+        "ping": ("GET /ping (async def)", "-"),
+        "ping-sync": ("GET /ping-sync (def, threadpool)", "-"),
+        "post-empty": ("POST /machines/", sizes["post-empty"]),
+        "post-full": ("POST /machines/", sizes["post-full"]),
+        "get-empty": ("GET /machines/{id}", sizes["get-empty"]),
+        "get-full": ("GET /machines/{id}", sizes["get-full"]),
+    }
+    for name, (label, rows) in labels.items():
+        rate = rates[name]
+        print(
+            f"{label:34} {rows:>19} {rate.per_second:>7,.0f} "
+            f"{rate.per_second / ping.per_second:>6.2f} {rate.p50_ms:>7.1f} "
+            f"{rate.p99_ms:>7.1f} {rate.failed:>6} {rate.cpu_ms:>18.2f}"
+        )
+    print(
+        f"\n{'list page at ' + sizes['get-full'] + ' rows':37} {'median ms':>9} {'/offset 0':>10}"
+    )
+    for label, ms in pages:
+        print(f"{label:37} {ms:>9.1f} {ms / pages[0][1]:>10.2f}")
+    get, post, empty = rates["get-full"], rates["post-full"], rates["post-empty"]
+    return [
+        f"{verdict(get.per_second >= GET_TARGET * ping.per_second)}  GET by id: "
+        f"{get.per_second / ping.per_second:.0%} of /ping req/s (>= 60%); "
+        f"server CPU {get.cpu_ms:.2f} vs {ping.cpu_ms:.2f} ms/req",
+        f"{verdict(post.per_second >= POST_TARGET * empty.per_second)}  POST at "
+        f"{sizes['post-full']} rows: {post.per_second / empty.per_second:.0%} of POST on an "
+        f"empty table (>= 90%); server CPU {post.cpu_ms:.2f} vs {empty.cpu_ms:.2f} ms/req",
+    ]
 
 
-def print_transfers(title: str, results: dict[str, Transfer]) -> list[str]:
+def report_transfers(rows: int, title: str, results: dict[str, Transfer]) -> list[str]:
     print(f"\n{title}")
-    print(f"{'operation':24} {'seconds':>8} {'MB':>7} {'RSS before MB':>14} "
-          f"{'growth MB (10 ms samples / VmHWM)':>35} {'< 50 MB':>8}")
+    print(
+        f"{'operation':24} {'seconds':>8} {'MB':>7} {'RSS before MB':>14} "
+        f"{'growth MB (10 ms samples / VmHWM)':>35}"
+    )
     notes = []
     for label, t in results.items():
-        ok = t.growth < RSS_TARGET_MB
         growth = f"{t.growth_sampled:.1f} / {t.growth_hwm:.1f}"
-        print(f"{label:24} {t.seconds:>8.1f} {t.megabytes:>7.0f} {t.rss_before:>14.0f} "
-              f"{growth:>35} {verdict(ok):>8}")
-        notes.append(f"{verdict(ok)}  {label}: peak RSS growth {t.growth:.1f} MB (< 50 MB)")
+        print(
+            f"{label:24} {t.seconds:>8.1f} {t.megabytes:>7.1f} {t.rss_before:>14.0f} {growth:>35}"
+        )
+        notes.append(
+            f"{verdict(t.growth < RSS_TARGET_MB)}  {label} at {rows:,} rows: "
+            f"peak RSS growth {t.growth:.1f} MB (< 50 MB)"
+        )
     return notes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000, help="rows for export/backup")
-    parser.add_argument("--table-rows", type=int, default=100_000, help="rows for POST/GET")
-    parser.add_argument("--seconds", type=float, default=10, help="length of each load run")
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="machines for export, backup and restore (1,000,000)",
+    )
+    parser.add_argument(
+        "--table-rows", type=int, default=100_000, help="machines for POST and GET (100,000)"
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=9,
+        help="seconds of load per request kind, in whole-second windows (9)",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved windows per request kind (3)"
+    )
+    parser.add_argument("--connections", type=int, default=8, help="keep-alive connections (8)")
+    parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.url)
+        serve(args.serve, args.port)
         return
 
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    url, log = f"sqlite:///{workdir / 'bench.db'}", workdir / "server.log"
-    tag = f"P{os.getpid()}"
-    table_rows, rows = args.table_rows, args.rows
-    rates: list[tuple[str, str, Rate]] = []
-    pages: list[tuple[str, float]] = []
+    empty_url = f"sqlite:///{workdir / 'empty.db'}"
+    url, log = f"sqlite:///{workdir / 'full.db'}", workdir / "server.log"
+    load = Load(args.connections, workdir)
     try:
-        with Server(url, log) as server:
-            load = Load(server.base, args.connections, args.seconds, workdir)
-            with httpx.Client(base_url=server.base, headers=ADMIN) as client:
-                for i in range(WORKCELLS):
-                    client.post("/workcells/", json={"name": f"cell {i}"}).raise_for_status()
-                for path in ("/ping", "/ping-sync", "/machines/"):
-                    client.get(path).raise_for_status()
-            ping = load.run("get", "/ping")
-            rates.append(("GET /ping (async def: the limit)", "-", ping))
-            rates.append(("GET /ping-sync (def: threadpool)", "-", load.run("get", "/ping-sync")))
-            post_empty = load.run("post", "/machines/", tag=f"{tag}a")
-            small = machine_count(url)
-            rates.append(("POST /machines/ (empty table)", f"0 -> {small:,}", post_empty))
-            get_small = load.run("id", "/machines/", max_id=small)
-            rates.append(("GET /machines/{id}", f"{small:,}", get_small))
-
-            load_audited(url, table_rows)
-            deep = table_rows * 9 // 10
-            with httpx.Client(base_url=server.base) as client:
-                # The cursor after row `deep`, from the page that ends there (not timed).
-                cursor = client.get(f"/machines/?offset={deep - 100}").headers["X-Next-Cursor"]
-                for label, query in (
-                    ("?limit=100", "limit=100"),
-                    (f"?offset={deep}&limit=100", f"offset={deep}&limit=100"),
-                    (f"?cursor=<after row {deep:,}>&limit=100", f"cursor={cursor}&limit=100"),
-                ):
-                    pages.append((label, page_time(client, f"/machines/?{query}")))
-            get_big = load.run("id", "/machines/", max_id=table_rows)
-            rates.append(("GET /machines/{id}", f"{table_rows:,}", get_big))
-            post_big = load.run("post", "/machines/", tag=f"{tag}b")
-            grown = machine_count(url)
-            rates.append(("POST /machines/", f"{table_rows:,} -> {grown:,}", post_big))
-            describe = load.describe()
-        small_db = table_sizes(url)
-        small_ops = database_operations(url, workdir, log)
-        load_core(url, rows)
-        big_db = table_sizes(url)
-        big_ops = database_operations(url, workdir, log)
+        top_up(empty_url, 0, audited=True)
+        top_up(url, args.table_rows, audited=True)
+        with ExitStack() as stack:
+            empty = stack.enter_context(bench_server(empty_url, log))
+            full = stack.enter_context(bench_server(url, log))
+            rates, pages = measure_requests(empty, full, empty_url, load, args)
+        grown_empty, grown_full = counts(empty_url)[0], counts(url)[0]
+        sizes = {
+            "post-empty": f"0 -> {grown_empty:,}",
+            "post-full": f"{args.table_rows:,} -> {grown_full:,}",
+            "get-empty": f"<= {grown_empty:,}",
+            "get-full": f"{args.table_rows:,}",
+        }
+        small = counts(url)[0], describe_database(url), database_operations(url, workdir, log)
+        top_up(url, args.rows, audited=False)
+        large = counts(url)[0], describe_database(url), database_operations(url, workdir, log)
     except BaseException:
         print(f"server log: {log}", file=sys.stderr)
         raise
 
     http = "httptools" if importlib.util.find_spec("httptools") else "h11"
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
-    print(f"server: uvicorn {version('uvicorn')} ({http}, {loop}), one process, access log off;"
-          f" FastAPI {version('fastapi')}; SQLite (WAL) temporary file; {os.cpu_count()} CPUs")
-    print(f"load: {describe}")
-    print_rates(rates, ping)
-    print(f"\nlist page, {table_rows:,} rows        median ms  vs offset 0")
-    for label, ms in pages:
-        print(f"{label:34} {ms:>9.1f} {ms / pages[0][1]:>11.2f}")
-    notes = [
-        f"{verdict(get_big.per_second >= GET_TARGET * ping.per_second)}  GET by id at "
-        f"{table_rows:,} rows: {get_big.per_second / ping.per_second:.0%} of /ping (>= 60%)",
-        f"{verdict(post_big.per_second >= POST_TARGET * post_empty.per_second)}  POST at "
-        f"{table_rows:,} rows: {post_big.per_second / post_empty.per_second:.0%} of POST on "
-        "an empty table (>= 90%)",
-    ]
-    notes += print_transfers(small_db, small_ops)
-    notes += print_transfers(big_db, big_ops)
-    failed = sum(rate.failed for _, _, rate in rates)
+    print(
+        f"server: uvicorn {version('uvicorn')} ({http}, {loop}), one process per server, "
+        f"access log off; FastAPI {version('fastapi')}; SQLite (WAL) temporary files; "
+        f"{os.cpu_count()} CPUs"
+    )
+    print(
+        f"load: {load.describe()}, {args.seconds:g} s per request kind in {args.rounds} "
+        f"interleaved rounds; load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after; {time.perf_counter() - started:.0f} s in all"
+    )
+    notes = report_requests(rates, pages, sizes)
+    notes += report_transfers(*small)
+    notes += report_transfers(*large)
     print("\n" + "\n".join(notes))
-    if failed:
+    if failed := sum(rate.failed for rate in rates.values()):
         print(f"WARNING: {failed} requests failed (non-2xx or socket errors); see {log}")
     shutil.rmtree(workdir, ignore_errors=True)
 
