@@ -5,19 +5,22 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# The nova extra (wandelbots-nova, about 300 MB) is part of the dev install so that `make test`
+# runs the NOVA runner tests against the fake NOVA server; EXTRAS=dev skips it.
+EXTRAS ?= dev,nova
 
 .PHONY: install run test lint bench bench-http clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,nova]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python examples/machine_app.py --host $(HOST) --port $(PORT)
+	$(BIN)/python -m examples.machine_app --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term

@@ -1,12 +1,13 @@
-"""A small machine app: work cells, the machines in them and their tools, on a SQLite file.
+"""A small machine app: work cells, the machines in them, their tools and robot programs.
 
-Run it with ``make run`` (or ``python examples/machine_app.py``) and open
-http://127.0.0.1:8000/docs. The database URL comes from ``STORAGE_DATABASE_URL`` and defaults to
-``sqlite:///./machine_app.db``.
+Run it with ``make run`` (or ``python -m examples.machine_app`` from the repository's root) and
+open http://127.0.0.1:8000/docs. The database URL comes from ``STORAGE_DATABASE_URL`` and
+defaults to ``sqlite:///./machine_app.db``.
 
 It shows: related models with foreign keys, soft delete (cells and machines) next to hard
-delete (tools), a validation hook, a hook that fills in a column, an after-commit listener, and
-one ``bootstrap()`` call that serves it all over HTTP with an audit log.
+delete (tools), a validation hook, a hook that fills in a column, an after-commit listener, the
+program store of ``examples/robot_app`` (templates, stored programs, runs under ``/api/v2``),
+and one ``bootstrap()`` call that serves it all over HTTP with an audit log.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import uvicorn
 from fastapi import FastAPI
 from sqlmodel import Field, Session, SQLModel
 
+from examples.robot_app.app import seed_programs
 from storage import Change, ModelAccessor, bootstrap
 
 logger = logging.getLogger("machine_app")
 
 DEFAULT_URL = "sqlite:///./machine_app.db"
+PROGRAM_PACKAGE = "examples.robot_app.programs"
 
 
 class Workcell(SQLModel, table=True):
@@ -94,7 +97,9 @@ def create_app(database_url: str | None = None) -> FastAPI:
         create_tables=True,
         auto_migrate=True,
         max_records_per_model=1000,
+        programs=[PROGRAM_PACKAGE],
     )
+    seed_programs(app.state.programs)
     return app
 
 

@@ -70,8 +70,11 @@ def test_cells_machines_and_tools(client: TestClient) -> None:
 
 def test_serves_under_uvicorn(tmp_path: Path) -> None:
     env = {"STORAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'served.db'}"}
-    with served(["examples/machine_app.py"], env=env, ready_path="/db/health") as http:
+    with served(["-m", "examples.machine_app"], env=env, ready_path="/db/health") as http:
         assert http.get("/docs").status_code == 200
-        assert "/machines/" in http.get("/openapi.json").json()["paths"]
+        paths = http.get("/openapi.json").json()["paths"]
+        assert "/machines/" in paths and "/api/v2/programs/{program_name}" in paths
+        stored = {program["name"] for program in http.get("/api/v2/programs").json()}
+        assert {"demo_pick", "euro_pallet_4x3"} <= stored  # seeded on first start
         created = http.post("/workcells/", json={"name": "Cell B"}, headers=ADMIN)
         assert created.status_code == 201

@@ -21,10 +21,11 @@ _url = f"sqlite:///{_workdir.name}/fuzz.db"
 sys.path.insert(0, str(ROOT))
 try:
     from examples.machine_app import create_app
+
+    importlib.reload(database)
+    schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_url))
 finally:
     sys.path.remove(str(ROOT))
-importlib.reload(database)
-schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_url))
 
 
 @pytest.fixture(scope="module", autouse=True)
