@@ -18,10 +18,10 @@ import os
 from datetime import datetime
 
 import uvicorn
+from examples.robot_app.app import seed_programs
 from fastapi import FastAPI
 from sqlmodel import Field, Session, SQLModel
 
-from examples.robot_app.app import seed_programs
 from storage import Change, ModelAccessor, bootstrap
 
 logger = logging.getLogger("machine_app")

@@ -5,12 +5,18 @@ http://127.0.0.1:8000/docs. The database URL comes from ``STORAGE_DATABASE_URL``
 to ``sqlite:///./robot_app.db``; ``POST /api/v2/database/backup`` writes to ``backups/`` next
 to the database file.
 
-On first start (no programs stored yet) it stores three example programs. Try::
+On first start (no programs stored yet) it stores four example programs. Try::
 
     curl localhost:8000/api/v2/program-templates/pick_and_place
     curl -X PUT localhost:8000/api/v2/programs/demo_pick -H 'X-User: ada' \\
          -H 'Content-Type: application/json' \\
          -d '{"data": {"pick": {"x": 1, "y": 2, "z": 3}, "place": {"x": 4, "y": 5, "z": 6}}}'
+    curl -X POST localhost:8000/api/v2/programs/demo_pick/runs -H 'X-User: ada'
+    curl localhost:8000/api/v2/runs/1
+
+Programs run in the app's process (a dry run for ``demo_moves``). With ``NOVA_API`` (and
+``NOVA_ACCESS_TOKEN``, ``CELL_NAME``) set and the ``nova`` extra installed, they run on that
+NOVA instance, and ``demo_moves`` moves its robot.
 """
 
 from __future__ import annotations
@@ -57,6 +63,14 @@ EXAMPLE_PROGRAMS: dict[str, tuple[str, dict[str, Any]]] = {
         "tcp_calibration",
         {"tool_name": "vacuum_gripper", "reference": {"x": 500.0, "y": 0.0, "z": 100.0}},
     ),
+    "demo_moves": (
+        "joint_moves",
+        {
+            "controller": "ur",
+            "waypoints": [[0.0, -1.2, 1.2, 0.0, 1.57, 0.0], [0.5, -1.0, 1.0, 0.0, 1.57, 0.0]],
+            "cycles": 2,
+        },
+    ),
 }
 
 
@@ -71,7 +85,8 @@ def seed_programs(store: ProgramStore) -> None:
 
 def create_app(database_url: str | None = None) -> FastAPI:
     """Build the app: one bootstrap call discovers the templates, syncs them into the database
-    and mounts the /api/v2 routes next to /db."""
+    and mounts the /api/v2 routes next to /db. The program runner is configured from the
+    environment: the local backend, or NOVA when ``NOVA_API`` is set."""
     app = FastAPI(title="Robot app", description="machine-storage program store example")
     bootstrap(
         app,

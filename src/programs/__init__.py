@@ -10,18 +10,30 @@ Declare a template::
     @program(name="pick_and_place", model=PickAndPlace)
     async def pick_and_place(params: PickAndPlace) -> None: ...
 
-and serve it: ``bootstrap(app, programs=["my_robot_app.programs"])``.
+and serve it: ``bootstrap(app, programs=["my_robot_app.programs"])``; the stored programs
+then run with ``POST /api/v2/programs/{name}/runs`` (see :class:`Runner`).
 """
 
 from __future__ import annotations
 
+from programs.backends import LocalBackend, NovaBackend, NovaSettings, RunnerBackend
+from programs.config import RunnerConfig
+from programs.context import ProgramCall, RunContext
 from programs.discovery import ENTRY_POINT_GROUP, DiscoveryProblem
 from programs.errors import (
+    BackendError,
+    BackendMissingError,
     DuplicateTemplateError,
     ProgramDataError,
     ProgramError,
     ProgramExistsError,
     ProgramNotFound,
+    ProgramNotRunnable,
+    RunCancelled,
+    RunnerBusyError,
+    RunnerUnavailableError,
+    RunNotFound,
+    RunStateError,
     TemplateInUseError,
     TemplateNotFound,
     TemplateUnavailableError,
@@ -29,32 +41,54 @@ from programs.errors import (
 from programs.extension import ProgramsExtension, ProgramSource, setup
 from programs.registry import ProgramRegistry
 from programs.router import build_programs_router
+from programs.runner import Runner
+from programs.runs_router import RunRead, build_runs_router
 from programs.store import ProgramStore
 from programs.sync import SyncReport
-from programs.tables import ProgramInstance, ProgramTemplate
+from programs.tables import ProgramInstance, ProgramRun, ProgramTemplate, RunStatus
 from programs.template import BaseProgramModel, Template, program
 
 __all__ = [
+    "BackendError",
+    "BackendMissingError",
     "BaseProgramModel",
     "DiscoveryProblem",
     "DuplicateTemplateError",
     "ENTRY_POINT_GROUP",
+    "LocalBackend",
+    "NovaBackend",
+    "NovaSettings",
+    "ProgramCall",
     "ProgramDataError",
     "ProgramError",
     "ProgramExistsError",
     "ProgramInstance",
     "ProgramNotFound",
+    "ProgramNotRunnable",
     "ProgramRegistry",
+    "ProgramRun",
     "ProgramSource",
     "ProgramStore",
     "ProgramTemplate",
     "ProgramsExtension",
+    "RunCancelled",
+    "RunContext",
+    "RunNotFound",
+    "RunRead",
+    "RunStateError",
+    "RunStatus",
+    "Runner",
+    "RunnerBackend",
+    "RunnerBusyError",
+    "RunnerConfig",
+    "RunnerUnavailableError",
     "SyncReport",
     "Template",
     "TemplateInUseError",
     "TemplateNotFound",
     "TemplateUnavailableError",
     "build_programs_router",
+    "build_runs_router",
     "program",
     "setup",
 ]

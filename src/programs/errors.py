@@ -10,21 +10,43 @@ same HTTP status codes as every other router, in one place. The tree::
     ├── TemplateInUseError             (a ConflictError: 409; instances still use it)
     ├── TemplateUnavailableError       (a ConflictError: 409; no longer in the code)
     ├── ProgramDataError               (a ValidationError: 422; carries the field errors)
-    └── DuplicateTemplateError         (also a ValueError: two functions share a name)
+    ├── DuplicateTemplateError         (also a ValueError: two functions share a name)
+    ├── RunNotFound                    (a NotFoundError: 404)
+    ├── RunStateError                  (a ConflictError: 409; e.g. stopping a finished run)
+    ├── RunnerBusyError                (a ConflictError: 409; a run is going, the queue is full)
+    ├── RunnerUnavailableError         (a ConflictError: 409; the runner is not started)
+    ├── ProgramNotRunnable             (a ConflictError: 409; e.g. it needs NOVA, runs locally)
+    ├── BackendMissingError            (a MissingDependencyError: 503; an extra to install)
+    ├── BackendError                   (a backend failed around the program: NOVA unreachable)
+    └── RunCancelled                   (raised inside a program that honours a stop request)
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from storage.errors import ConflictError, NotFoundError, StorageError, ValidationError
+from storage.errors import (
+    ConflictError,
+    MissingDependencyError,
+    NotFoundError,
+    StorageError,
+    ValidationError,
+)
 
 __all__ = [
+    "BackendError",
+    "BackendMissingError",
     "DuplicateTemplateError",
     "ProgramDataError",
     "ProgramError",
     "ProgramExistsError",
     "ProgramNotFound",
+    "ProgramNotRunnable",
+    "RunCancelled",
+    "RunNotFound",
+    "RunStateError",
+    "RunnerBusyError",
+    "RunnerUnavailableError",
     "TemplateInUseError",
     "TemplateNotFound",
     "TemplateUnavailableError",
@@ -69,3 +91,37 @@ class ProgramDataError(ProgramError, ValidationError):
 
 class DuplicateTemplateError(ProgramError, ValueError):
     """Two different functions declare a template with the same name."""
+
+
+class RunNotFound(ProgramError, NotFoundError):
+    """No run has this id."""
+
+
+class RunStateError(ProgramError, ConflictError):
+    """The run is not in a state that allows this (it has finished, or another process has it)."""
+
+
+class RunnerBusyError(ProgramError, ConflictError):
+    """The runner takes no more runs now: one is going (``when_busy="reject"``) or the queue
+    is full."""
+
+
+class RunnerUnavailableError(ProgramError, ConflictError):
+    """The runner is not running: the app's lifespan has not started, or it is shutting down."""
+
+
+class ProgramNotRunnable(ProgramError, ConflictError):
+    """The template asks for something the backend cannot give (NOVA on the local backend)."""
+
+
+class BackendMissingError(ProgramError, MissingDependencyError):
+    """The chosen backend needs an optional package; the message names the extra."""
+
+
+class BackendError(ProgramError):
+    """The backend failed around the program, e.g. NOVA could not be reached."""
+
+
+class RunCancelled(ProgramError):
+    """Raised by :meth:`programs.RunContext.raise_if_stopped` once a stop was requested; the
+    run is recorded as cancelled."""

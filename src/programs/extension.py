@@ -4,6 +4,11 @@
 calls with the app after the database is ready. :class:`ProgramsExtension` is one; building it
 imports this package, which registers the program tables before bootstrap creates tables.
 ``bootstrap(app, programs=...)`` is shorthand that builds it for you.
+
+The extension also mounts the program runner (:mod:`programs.runner`) unless ``runner=False``:
+by default configured from the environment (:meth:`RunnerConfig.from_env`: the local backend,
+or NOVA when ``NOVA_API`` is set). Its router's lifespan starts and stops the runner with the
+app.
 """
 
 from __future__ import annotations
@@ -16,10 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import SQLModel
 
+from programs.config import RunnerConfig
 from programs.registry import ProgramRegistry
 from programs.router import build_programs_router
+from programs.runner import Runner
+from programs.runs_router import build_runs_router
 from programs.store import ProgramStore
-from programs.tables import ProgramInstance, ProgramTemplate
+from programs.tables import ProgramInstance, ProgramRun, ProgramTemplate
 from storage import database
 from storage.http import RouteAuth
 
@@ -47,8 +55,12 @@ class ProgramsExtension:
         prefix: where the routes live.
         auth: route guards (see :func:`programs.router.build_programs_router`).
         backup_dir: where ``POST /database/backup`` writes.
-        create_tables: create the two program tables when they are missing.
+        create_tables: create the program tables when they are missing.
         sync: sync the templates into the database when called.
+        runner: run programs: ``True`` configures a :class:`Runner` from the environment
+            (:meth:`RunnerConfig.from_env`), a :class:`RunnerConfig` or a :class:`Runner` is
+            used as given, ``False`` mounts no run routes. The runner is built when the
+            extension is called with an app.
 
     Raises:
         DuplicateTemplateError: two functions use the same template name.
@@ -64,8 +76,12 @@ class ProgramsExtension:
         backup_dir: str | os.PathLike[str] | None = None,
         create_tables: bool = True,
         sync: bool = True,
+        runner: Runner | RunnerConfig | bool = True,
     ) -> None:
         self.store = _store(source, entry_points=entry_points)
+        self._runner_choice = runner
+        # Built when mounted on an app: a script (app=None) needs no runner, nor its backend.
+        self.runner: Runner | None = runner if isinstance(runner, Runner) else None
         self.prefix = prefix
         self.auth = auth
         self.backup_dir = backup_dir
@@ -75,10 +91,14 @@ class ProgramsExtension:
     def __call__(self, app: FastAPI | None) -> None:
         """Prepare the tables, sync, and mount the routes on ``app`` (when there is one).
 
-        The store is kept as ``app.state.programs``.
+        The store is kept as ``app.state.programs``, the runner as ``app.state.runner``.
+
+        Raises:
+            BackendMissingError: the runner's backend needs a package that is not installed.
         """
         if self.create_tables:
-            tables = [SQLModel.metadata.tables[model.__tablename__] for model in _TABLES]
+            models = (*_TABLES, ProgramRun) if self._runner_choice is not False else _TABLES
+            tables = [SQLModel.metadata.tables[model.__tablename__] for model in models]
             SQLModel.metadata.create_all(database.get_engine(), tables=tables)
         if self.sync:
             self.store.sync()
@@ -88,6 +108,12 @@ class ProgramsExtension:
             )
             app.include_router(router)
             app.state.programs = self.store
+            if self.runner is None:
+                self.runner = _runner(self._runner_choice, self.store)
+            if self.runner is not None:
+                runs = build_runs_router(self.runner, prefix=self.prefix, auth=self.auth)
+                app.include_router(runs)  # its lifespan starts and stops the runner
+                app.state.runner = self.runner
 
 
 def setup(app: FastAPI | None, source: ProgramSource, **options: Any) -> ProgramStore:
@@ -104,6 +130,14 @@ def setup(app: FastAPI | None, source: ProgramSource, **options: Any) -> Program
     extension = ProgramsExtension(source, **options)
     extension(app)
     return extension.store
+
+
+def _runner(choice: Runner | RunnerConfig | bool, store: ProgramStore) -> Runner | None:
+    if isinstance(choice, Runner):
+        return choice
+    if isinstance(choice, RunnerConfig):
+        return Runner(store, choice)
+    return Runner(store, RunnerConfig.from_env()) if choice else None
 
 
 def _store(source: ProgramSource, *, entry_points: bool) -> ProgramStore:

@@ -1,24 +1,29 @@
-"""The two tables of the program store: ``program_templates`` and ``program_instances``.
+"""The tables of the program store: ``program_templates``, ``program_instances`` and the run
+history, ``program_runs``.
 
-They follow the seed app's schema (name keys, the template's model class and JSON schema, the
-instance's JSON data, timestamps) and add what keeps instances honest when code changes:
-a template's ``schema_hash`` and ``available`` flag, an instance's ``valid`` flag and
+The first two follow the seed app's schema (name keys, the template's model class and JSON
+schema, the instance's JSON data, timestamps) and add what keeps instances honest when code
+changes: a template's ``schema_hash`` and ``available`` flag, an instance's ``valid`` flag and
 ``validation_errors``. Timestamps are timezone-aware UTC.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Text
+from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlmodel import Field, SQLModel
 
 from storage.auditor import utcnow
 
-__all__ = ["NAME_LENGTH", "ProgramInstance", "ProgramTemplate"]
+__all__ = ["NAME_LENGTH", "ProgramInstance", "ProgramRun", "ProgramTemplate", "RunStatus"]
 
 NAME_LENGTH = 200
+# Logs and tracebacks outgrow MySQL's 64 KiB TEXT; MEDIUMTEXT holds 16 MiB.
+_LONG_TEXT = Text().with_variant(MEDIUMTEXT(), "mysql", "mariadb")
 
 
 class ProgramTemplate(SQLModel, table=True):
@@ -59,3 +64,48 @@ class ProgramInstance(SQLModel, table=True):
     )
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class RunStatus(StrEnum):
+    """Where a run is: ``queued`` and ``running`` are active, the other three are final."""
+
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_final(self) -> bool:
+        """Whether the run has ended (completed, failed or cancelled)."""
+        return self not in (RunStatus.queued, RunStatus.running)
+
+
+class ProgramRun(SQLModel, table=True):
+    """One run of a program instance: what ran, on which backend, how it ended, what it said.
+
+    ``program_name`` is not a foreign key, so the history outlives a deleted program.
+    ``runner`` names the runner that owns the run; on startup a runner marks the runs it
+    left active (a crash) as failed.
+    """
+
+    __tablename__ = "program_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    program_name: str = Field(index=True, max_length=NAME_LENGTH)
+    template_name: str = Field(max_length=NAME_LENGTH)
+    backend: str = Field(max_length=50)
+    runner: str = Field(default="default", max_length=100)
+    status: str = Field(default=RunStatus.queued.value, index=True, max_length=20)
+    parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    result: Any = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(_LONG_TEXT, nullable=True))
+    traceback: str | None = Field(default=None, sa_column=Column(_LONG_TEXT, nullable=True))
+    output: str = Field(default="", sa_column=Column(_LONG_TEXT, nullable=False))
+    logs: str = Field(default="", sa_column=Column(_LONG_TEXT, nullable=False))
+    started_by: str = Field(default="internal", max_length=NAME_LENGTH)
+    stopped_by: str | None = Field(default=None, max_length=NAME_LENGTH)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    stop_requested_at: datetime | None = None
+    finished_at: datetime | None = None

@@ -58,6 +58,7 @@ def bootstrap(
     max_records_per_model: int | None = 5,
     enable_db_router: bool = True,
     programs: Any = None,
+    runner: Any = True,
     extensions: Iterable[Callable[[FastAPI | None], None]] = (),
     **router_options: Any,
 ) -> None:
@@ -74,6 +75,9 @@ def bootstrap(
         enable_db_router: mount the ``/db`` router.
         programs: where program templates come from (package names, a registry or a store);
             mounts the ``/api/v2`` program routes (see :class:`programs.ProgramsExtension`).
+        runner: with ``programs``: ``True`` runs programs with a runner configured from the
+            environment, a ``programs.RunnerConfig`` or ``programs.Runner`` is used as given,
+            ``False`` mounts no run routes.
         extensions: callables ``fn(app)`` run once the database is ready (``app`` may be None).
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
@@ -89,8 +93,14 @@ def bootstrap(
         # the extension registers the program tables before they are created below.
         from programs.extension import ProgramsExtension
 
-        auth = router_options.get("auth")
-        extensions.append(ProgramsExtension(programs, auth=auth, create_tables=create_tables))
+        extensions.append(
+            ProgramsExtension(
+                programs,
+                auth=router_options.get("auth"),
+                create_tables=create_tables,
+                runner=runner,
+            )
+        )
     prepare_database(
         database_url=database_url, create_tables=create_tables, auto_migrate=auto_migrate
     )
@@ -106,4 +116,4 @@ def bootstrap(
             build_crud_router(accessor, max_records=max_records_per_model, **router_options)
         )
     if enable_db_router:
-        app.include_router(build_db_router())
+        app.include_router(build_db_router(auth=router_options.get("auth")))

@@ -7,12 +7,14 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
-from programs import ProgramStore, setup
+from programs import ProgramStore, RunnerConfig, setup
 from support.program_templates import PackageMaker, registry_with_templates
+from support.runs import Serve, store_with_programs
 from support.testclient import TestClient
 
 _counter = itertools.count()
@@ -58,3 +60,22 @@ def client(store: ProgramStore, tmp_path: Path) -> TestClient:
     app = FastAPI()
     setup(app, store, backup_dir=tmp_path / "backups")
     return TestClient(app)
+
+
+@pytest.fixture
+def run_store(backend: str) -> ProgramStore:
+    """The runner's test templates, one program per template (named like it), on each backend."""
+    return store_with_programs()
+
+
+@pytest.fixture
+def serve(run_store: ProgramStore) -> Serve:
+    """Build an app around ``run_store`` with ``RunnerConfig(**config)``; enter the returned
+    client with ``with`` to run the app's lifespan (which starts and stops the runner)."""
+
+    def make(store: ProgramStore | None = None, **config: Any) -> TestClient:
+        app = FastAPI()
+        setup(app, store or run_store, runner=RunnerConfig(**config))
+        return TestClient(app)
+
+    return make

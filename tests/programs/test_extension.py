@@ -127,3 +127,50 @@ def test_storage_never_imports_programs() -> None:
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.split(".")[0] == "programs" for n in names), path.name
+
+
+@pytest.mark.parametrize(
+    ("runner", "has_runs"),
+    [
+        pytest.param(True, True, id="from-environment"),
+        pytest.param(False, False, id="no-runner"),
+    ],
+)
+def test_bootstrap_runner_option(
+    url: str, make_package: PackageMaker, runner: bool, has_runs: bool
+) -> None:
+    package = make_package({"pick.py": template_source("pick")})
+    app = FastAPI()
+    bootstrap(app, database_url=url, programs=[package], runner=runner)
+    assert ("/api/v2/runs" in app.openapi()["paths"]) is has_runs
+
+
+def test_bootstrap_runner_config_is_used(url: str, make_package: PackageMaker) -> None:
+    from programs import Runner, RunnerConfig
+
+    package = make_package({"pick.py": template_source("pick")})
+    app = FastAPI()
+    bootstrap(
+        app,
+        database_url=url,
+        programs=[package],
+        runner=RunnerConfig(when_busy="queue", name="cell-1"),
+    )
+    assert isinstance(app.state.runner, Runner)
+    assert app.state.runner.config.when_busy == "queue"
+    assert app.state.runner.config.name == "cell-1"
+
+
+def test_bootstrap_auth_guards_the_db_router(url: str) -> None:
+    from fastapi import Depends, HTTPException
+
+    def deny() -> None:
+        raise HTTPException(status_code=401, detail="log in")
+
+    from storage.http import RouteAuth
+
+    app = FastAPI()
+    bootstrap(app, database_url=url, auth=RouteAuth(admin=[Depends(deny)]))
+    client = TestClient(app)
+    assert client.get("/db/health").status_code == 200
+    assert client.get("/db/backup.sqlite").status_code == 401

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from storage import database
+from support.runs import wait_for
 from support.testclient import TestClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture
 def robot_app(backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> TestClient:
     monkeypatch.syspath_prepend(str(ROOT))
+    monkeypatch.delenv("NOVA_API", raising=False)  # the local backend
     monkeypatch.chdir(tmp_path)  # backups of server databases go to ./backups
     from examples.robot_app.app import create_app
 
@@ -26,12 +28,15 @@ def robot_app(backend: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 def test_templates_are_discovered_and_examples_seeded(robot_app: TestClient) -> None:
     templates = robot_app.get("/api/v2/program-templates").json()
-    assert [t["name"] for t in templates] == ["palletizing", "pick_and_place", "tcp_calibration"]
+    names = ["joint_moves", "palletizing", "pick_and_place", "tcp_calibration"]
+    assert [t["name"] for t in templates] == names
     pick = robot_app.get("/api/v2/program-templates/pick_and_place").json()
     assert {"pick", "place", "motion"} <= set(pick["json_schema"]["properties"])
     assert "Pose" in pick["json_schema"]["$defs"]
     programs = robot_app.get("/api/v2/programs").json()
-    assert [p["name"] for p in programs] == ["demo_pick", "euro_pallet_4x3", "gripper_tcp"]
+    assert [p["name"] for p in programs] == [
+        "demo_moves", "demo_pick", "euro_pallet_4x3", "gripper_tcp"
+    ]  # fmt: skip
     assert all(p["valid"] for p in programs)
 
 
@@ -60,7 +65,25 @@ def test_seeding_happens_only_on_first_start(robot_app: TestClient) -> None:
     robot_app.delete("/api/v2/programs/demo_pick", headers={"X-User": "operator"})
     seed_programs(robot_app.app.state.programs)  # type: ignore[attr-defined]
     names = [p["name"] for p in robot_app.get("/api/v2/programs").json()]
-    assert names == ["euro_pallet_4x3", "gripper_tcp"]
+    assert names == ["demo_moves", "euro_pallet_4x3", "gripper_tcp"]
+
+
+@pytest.mark.parametrize(
+    ("program", "result", "logged"),
+    [
+        pytest.param("demo_pick", 10, "cycle 10: pick at", id="pick-and-place"),
+        pytest.param("demo_moves", None, "dry run, cycle 2 of 2", id="moves-without-nova"),
+    ],
+)
+def test_example_programs_run_without_a_robot(
+    robot_app: TestClient, program: str, result: int | None, logged: str
+) -> None:
+    with robot_app as client:
+        run = client.post(f"/api/v2/programs/{program}/runs", headers={"X-User": "operator"})
+        assert run.status_code == 202
+        done = wait_for(client, run.json()["id"])
+    assert (done["status"], done["backend"], done["result"]) == ("completed", "local", result)
+    assert logged in done["logs"]
 
 
 def test_runs_as_a_module() -> None:

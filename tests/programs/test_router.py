@@ -301,6 +301,11 @@ def test_exactly_the_seed_routes_with_typed_schemas(client: TestClient) -> None:
         ("/api/v2/programs/template/{template_name}", "get"),
         ("/api/v2/database/stats", "get"),
         ("/api/v2/database/backup", "post"),
+        ("/api/v2/programs/{program_name}/runs", "post"),
+        ("/api/v2/programs/{program_name}/runs", "get"),
+        ("/api/v2/runs", "get"),
+        ("/api/v2/runs/{run_id}", "get"),
+        ("/api/v2/runs/{run_id}/stop", "post"),
     }
     schemas = spec["components"]["schemas"]
     assert {"TemplateRead", "ProgramRead", "ProgramCreate", "ProgramUpdate", "DatabaseStats",

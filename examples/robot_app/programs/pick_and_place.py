@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from examples.robot_app.programs.poses import Motion, Pose
 from pydantic import Field
 
-from programs import BaseProgramModel, program
-
-logger = logging.getLogger("robot_app.pick_and_place")
+from programs import BaseProgramModel, RunContext, program
 
 
 class PickAndPlace(BaseProgramModel):
@@ -25,8 +22,9 @@ class PickAndPlace(BaseProgramModel):
 
 
 @program(name="pick_and_place", model=PickAndPlace, title="Pick and place", version="1.0")
-async def pick_and_place(params: PickAndPlace) -> None:
+async def pick_and_place(params: PickAndPlace, ctx: RunContext) -> int:
     """Move parts one at a time from the pick pose to the place pose."""
     for cycle in range(params.cycles):
-        logger.info("cycle %d: pick at %s, place at %s", cycle + 1, params.pick, params.place)
+        ctx.logger.info("cycle %d: pick at %s, place at %s", cycle + 1, params.pick, params.place)
         await asyncio.sleep(0)  # a real app would plan and execute motions on the robot here
+    return params.cycles

@@ -1,0 +1,174 @@
+"""``build_runs_router``: start, watch and stop program runs over HTTP.
+
+Routes, under ``/api/v2`` by default::
+
+    POST /programs/{program_name}/runs   start a run (202, the run; Location: /runs/{id})
+    GET  /programs/{program_name}/runs   the program's runs, newest first
+    GET  /runs                           every run, newest first
+    GET  /runs/{run_id}                  one run, with its logs so far while it runs
+    POST /runs/{run_id}/stop             stop it (200 ended, 202 stop requested, 409 ended)
+
+Lists take ``status`` (repeatable), ``limit`` and ``offset``; the total is in ``X-Total-Count``.
+Starting and stopping need the ``X-User`` header (400 without): the audit actor, stored as
+``started_by``/``stopped_by``. The router's lifespan starts and stops the runner, so mounting
+it with ``app.include_router`` is all the wiring an app needs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi.params import Depends
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from programs.runner import Runner
+from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
+from storage.http import RouteAuth, StorageRoute, require_actor
+
+__all__ = ["MAX_LIMIT", "RunRead", "build_runs_router"]
+
+Actor = Annotated[str, Depends(require_actor)]
+ProgramName = Annotated[
+    str, Path(min_length=1, max_length=NAME_LENGTH, description="The program's name.")
+]
+RunId = Annotated[int, Path(ge=1, le=2**63 - 1, description="The run's id.")]
+Statuses = Annotated[
+    list[RunStatus] | None, Query(alias="status", description="Only runs in these states.")
+]
+MAX_LIMIT = 500
+Limit = Annotated[
+    int, Query(ge=1, le=MAX_LIMIT, description=f"Runs per page (at most {MAX_LIMIT}).")
+]
+Offset = Annotated[int, Query(ge=0, le=2**31, description="Runs to skip.")]
+
+_ERRORS: dict[int, str] = {
+    200: "The run has ended (a queued run is cancelled at once)",
+    202: "Stop requested: the run is still stopping (its function has not returned yet)",
+    400: "The X-User header is missing",
+    404: "No such program or run",
+    409: "A run is going (or the queue is full), the run has ended, the template is not in "
+    "the code or needs NOVA, or the runner is not started",
+    422: "The program's stored data no longer matches its template",
+}
+
+
+class RunRead(BaseModel):
+    """A program run."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    program_name: str
+    template_name: str
+    backend: str = Field(description="local, nova, or a custom backend's name.")
+    status: RunStatus
+    parameters: dict[str, Any] = Field(description="The parameters the run was started with.")
+    result: Any = Field(default=None, description="What the function returned (JSON-safe).")
+    error: str | None = Field(default=None, description="Why it failed, or who or what stopped it.")
+    traceback: str | None = None
+    logs: str = Field(description="Log records, one a line; so far while the run goes on.")
+    output: str = Field(description="What the program printed; so far while it goes on.")
+    started_by: str
+    stopped_by: str | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    stop_requested_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+def build_runs_router(
+    runner: Runner,
+    *,
+    prefix: str = "/api/v2",
+    auth: RouteAuth | None = None,
+    default_limit: int = 50,
+    tags: list[str] | None = None,
+) -> APIRouter:
+    """The run routes of ``runner`` (see the module docstring); its lifespan runs the runner.
+
+    Args:
+        runner: the runner that starts and stops runs.
+        prefix: where the routes live.
+        auth: ``read`` guards the GET routes, ``write`` starting and stopping.
+        default_limit: runs per page when ``limit`` is not given (at most 500 are accepted).
+        tags: OpenAPI tags; default ``["program runs"]``.
+    """
+    guard = auth or RouteAuth()
+    router = APIRouter(
+        prefix=prefix,
+        tags=list(tags or ["program runs"]),
+        route_class=StorageRoute,
+        lifespan=runner.lifespan,
+    )
+    reads, writes = list(guard.read), list(guard.write)
+
+    @router.post(
+        "/programs/{program_name}/runs",
+        dependencies=writes,
+        status_code=202,
+        response_model=RunRead,
+        responses=_responses(400, 404, 409, 422),
+    )
+    async def start_run(request: Request, program_name: ProgramName, actor: Actor) -> Response:
+        """Start a run of the program with its stored parameters; it runs in the background."""
+        run = await runner.start_run(program_name, actor=actor)
+        location = str(request.url_for("get_run", run_id=run.id))
+        return _respond(run, 202, {"Location": location})
+
+    @router.get("/programs/{program_name}/runs", dependencies=reads)
+    def list_program_runs(
+        response: Response,
+        program_name: ProgramName,
+        status: Statuses = None,
+        limit: Limit = default_limit,
+        offset: Offset = 0,
+    ) -> list[RunRead]:
+        """The runs of one program, newest first (also those of a deleted program)."""
+        rows, total = runner.list_runs(
+            program_name=program_name, statuses=status or (), limit=limit, offset=offset
+        )
+        response.headers["X-Total-Count"] = str(total)
+        return [RunRead.model_validate(row) for row in rows]
+
+    @router.get("/runs", dependencies=reads)
+    def list_runs(
+        response: Response,
+        status: Statuses = None,
+        limit: Limit = default_limit,
+        offset: Offset = 0,
+    ) -> list[RunRead]:
+        """Every run, newest first."""
+        rows, total = runner.list_runs(statuses=status or (), limit=limit, offset=offset)
+        response.headers["X-Total-Count"] = str(total)
+        return [RunRead.model_validate(row) for row in rows]
+
+    @router.get("/runs/{run_id}", dependencies=reads, responses=_responses(404))
+    def get_run(run_id: RunId) -> RunRead:
+        """One run; while it goes on, with its logs and output so far."""
+        return RunRead.model_validate(runner.get_run(run_id))
+
+    @router.post(
+        "/runs/{run_id}/stop",
+        dependencies=writes,
+        response_model=RunRead,
+        responses=_responses(200, 202, 400, 404, 409),
+    )
+    async def stop_run(run_id: RunId, actor: Actor) -> Response:
+        """Stop a run: a queued run is cancelled at once; a running one is cancelled and the
+        answer waits a moment for it to end (202 when it has not yet)."""
+        run, ended = await runner.stop_run(run_id, actor=actor)
+        return _respond(run, 200 if ended else 202)
+
+    return router
+
+
+def _responses(*codes: int) -> dict[int | str, Any]:
+    return {code: {"description": _ERRORS[code]} for code in codes}
+
+
+def _respond(run: ProgramRun, status_code: int, headers: dict[str, str] | None = None) -> Response:
+    body = RunRead.model_validate(run).model_dump(mode="json")
+    return JSONResponse(body, status_code=status_code, headers=headers)
