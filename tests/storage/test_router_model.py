@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-import warnings
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,7 +12,6 @@ import pytest
 from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from sqlalchemy import func, select
-from starlette.exceptions import StarletteDeprecationWarning
 
 from storage import database
 from storage.accessor import ModelAccessor
@@ -21,11 +19,7 @@ from storage.auditor import AuditLog
 from storage.http import RouteAuth
 from storage.router_model import build_crud_router
 from support.models import Gadget, Recipe, Sample, User
-
-with warnings.catch_warnings():
-    # Starlette 1.x wants httpx2 behind its TestClient; the dev extra installs httpx.
-    warnings.filterwarnings("ignore", category=StarletteDeprecationWarning)
-    from fastapi.testclient import TestClient
+from support.testclient import TestClient
 
 pytestmark = pytest.mark.usefixtures("backend")
 
