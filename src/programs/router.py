@@ -44,7 +44,7 @@ from programs.schemas import (
 from programs.store import ProgramStore
 from programs.tables import NAME_LENGTH
 from storage import database
-from storage.auditor import to_json_safe
+from storage.accessor import ModelAccessor
 from storage.errors import PreconditionFailedError
 from storage.etags import etag_of, if_match, if_none_match
 from storage.http import RouteAuth, StorageRoute, require_actor
@@ -117,7 +117,7 @@ def build_programs_router(
     ) -> Response:
         """One template with the JSON schema of its parameters, and its ``ETag``."""
         row = store.get_template(template_name)
-        return _respond(row, TemplateRead, store.templates.columns, if_none_match_header)
+        return _respond(row, TemplateRead, store.templates, if_none_match_header)
 
     @router.get("/programs", dependencies=reads)
     def list_programs() -> list[ProgramRead]:
@@ -142,7 +142,7 @@ def build_programs_router(
     ) -> Response:
         """One program instance, with its ``ETag``."""
         row = store.get_program(program_name)
-        return _respond(row, ProgramRead, store.instances.columns, if_none_match_header)
+        return _respond(row, ProgramRead, store.instances, if_none_match_header)
 
     @router.post(
         "/programs/{program_name}",
@@ -157,7 +157,7 @@ def build_programs_router(
         """Create a program from a template; ``data`` is validated against its model."""
         with _field_errors():
             row = store.create_program(program_name, body.template_name, body.data, actor=actor)
-        response = _respond(row, ProgramRead, store.instances.columns, None, 201)
+        response = _respond(row, ProgramRead, store.instances, None, 201)
         response.headers["Location"] = str(request.url_for("get_program", program_name=row.name))
         return response
 
@@ -179,7 +179,7 @@ def build_programs_router(
             row = store.update_program(
                 program_name, body.data, template_name=body.template_name, actor=actor
             )
-        return _respond(row, ProgramRead, store.instances.columns, None)
+        return _respond(row, ProgramRead, store.instances, None)
 
     @router.delete(
         "/programs/{program_name}",
@@ -225,8 +225,8 @@ def _field_errors() -> Iterator[None]:
         raise RequestValidationError(errors) from None
 
 
-def _etag(row: SQLModel, columns: tuple[str, ...]) -> str:
-    return etag_of({name: to_json_safe(getattr(row, name)) for name in columns})
+def _etag(row: SQLModel, accessor: ModelAccessor[Any]) -> str:
+    return etag_of(accessor.snapshot(row))
 
 
 def _check_if_match(store: ProgramStore, name: str, header: str | None) -> None:
@@ -234,18 +234,18 @@ def _check_if_match(store: ProgramStore, name: str, header: str | None) -> None:
     current = store.instances.get_for_update(name)
     if current is None:
         raise ProgramNotFound(f"program {name!r} not found")
-    if header is not None and not if_match(header, _etag(current, store.instances.columns)):
+    if header is not None and not if_match(header, _etag(current, store.instances)):
         raise PreconditionFailedError(f"program {name!r} has changed since that version")
 
 
 def _respond(
     row: SQLModel,
     schema: type[TemplateRead] | type[ProgramRead],
-    columns: tuple[str, ...],
+    accessor: ModelAccessor[Any],
     if_none_match_header: str | None,
     status_code: int = 200,
 ) -> Response:
-    etag = _etag(row, columns)
+    etag = _etag(row, accessor)
     if if_none_match_header is not None and if_none_match(if_none_match_header, etag):
         return Response(status_code=304, headers={"ETag": etag})
     body = schema.model_validate(row).model_dump(mode="json")

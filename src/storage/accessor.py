@@ -78,6 +78,10 @@ class ModelAccessor(HookDecorators[ModelT]):
 
         return register
 
+    def snapshot(self, obj: ModelT) -> dict[str, Any]:
+        """The row's column values, JSON-safe, as the audit log and entity tags see them."""
+        return self._shape.snapshot(obj)
+
     def _notify_committed(self, committed: list[Change]) -> None:
         changes.call_listeners(list(self._commit_listeners), committed)
 

@@ -33,7 +33,6 @@ from sqlmodel import Session
 
 from storage import database
 from storage.accessor import ModelAccessor
-from storage.auditor import to_json_safe
 from storage.errors import (
     NotFoundError,
     PreconditionFailedError,
@@ -218,7 +217,7 @@ class _CrudRoutes:
         etag = self._etag(obj)
         if if_none_match_header is not None and if_none_match(if_none_match_header, etag):
             return Response(status_code=304, headers={"ETag": etag})
-        return self._respond(obj)
+        return self._respond(obj, etag=etag)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -308,7 +307,7 @@ class _CrudRoutes:
         return obj
 
     def _etag(self, obj: Any) -> str:
-        return etag_of({name: to_json_safe(getattr(obj, name)) for name in self.accessor.columns})
+        return etag_of(self.accessor.snapshot(obj))
 
     def _check_preconditions(
         self, current: Any, if_match_header: str | None, if_none_match_header: str | None
@@ -362,8 +361,15 @@ class _CrudRoutes:
         values = obj.model_dump(mode="json")
         return {name: values[name] for name in self.accessor.columns if name in values}
 
-    def _respond(self, obj: Any, code: int = 200, extra: dict[str, str] | None = None) -> Response:
-        headers = {"ETag": self._etag(obj), **(extra or {})}
+    def _respond(
+        self,
+        obj: Any,
+        code: int = 200,
+        extra: dict[str, str] | None = None,
+        *,
+        etag: str | None = None,
+    ) -> Response:
+        headers = {"ETag": etag or self._etag(obj), **(extra or {})}
         return JSONResponse(self._body(obj), status_code=code, headers=headers)
 
 
