@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import ColumnElement, func, inspect, select
 from sqlmodel import Session, SQLModel
 
@@ -13,7 +14,12 @@ from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.changes import Change, ChangeListener
-from storage.errors import RecordDeletedError, SoftDeleteNotSupported, translate_driver_errors
+from storage.errors import (
+    DatabaseBusyError,
+    RecordDeletedError,
+    SoftDeleteNotSupported,
+    translate_driver_errors,
+)
 from storage.hooks import HookDecorators, HookRegistry
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
@@ -95,6 +101,32 @@ class ModelAccessor(HookDecorators[ModelT]):
             if obj is None or (not include_deleted and self._shape.is_deleted(obj)):
                 return None
             return obj
+
+    async def get_async(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
+        """:meth:`get` for async code: never blocks the event loop for longer than a read by key.
+
+        On a SQLite file the row is read at once in the calling thread unless a lock is in the
+        way (:meth:`storage.database.Database.read_now`); otherwise (and the first time, and
+        inside a transaction, and on other databases) in a worker thread. The instance
+        returned belongs to no session.
+        """
+        parameters = {"key": self.coerce_key(id)}
+        db = database.get_database()
+        row: dict[str, Any] | None
+        if db.reads_now and database.CURRENT_SESSION.get() is None:
+            try:
+                row = db.read_now(self._shape.read_by_key, parameters)
+                return self._shape.instance(row, include_deleted=include_deleted)
+            except DatabaseBusyError:
+                pass  # wait for the lock in a worker thread instead
+        row = await anyio.to_thread.run_sync(self._read_by_key, parameters)
+        return self._shape.instance(row, include_deleted=include_deleted)
+
+    def _read_by_key(self, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        with database.read_session() as session:
+            row = session.execute(self._shape.select_by_key, parameters).mappings().first()
+        database.get_database().prepare_read_now()  # here, where waiting for a lock is harmless
+        return dict(row) if row is not None else None
 
     def all(
         self,

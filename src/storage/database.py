@@ -25,7 +25,13 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from storage import changes
-from storage.errors import ConfigurationError, translate_driver_errors
+from storage.errors import (
+    ConfigurationError,
+    DatabaseBusyError,
+    translate,
+    translate_driver_errors,
+)
+from storage.prepared import PreparedRead
 
 __all__ = [
     "CURRENT_SESSION",
@@ -76,6 +82,18 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -
         connection.connection.driver_connection.execute(f"BEGIN {mode}")
 
 
+_IN_MEMORY = (None, "", ":memory:")
+
+
+def _connect_now(engine: Engine) -> Any:
+    with translate_driver_errors():
+        pooled = engine.raw_connection()
+    driver = pooled.driver_connection
+    pooled.detach()  # never back into the pool: its busy timeout is zero
+    driver.execute("PRAGMA busy_timeout = 0")  # type: ignore[union-attr]
+    return driver
+
+
 class Database:
     """One database: its URL, its engine (created on first use) and its transactions.
 
@@ -100,6 +118,9 @@ class Database:
         self._engine: Engine | None = None
         self._read_engine: Engine | None = None
         self._engine_lock = threading.Lock()
+        # Database.read_now: one connection that never waits, used by one thread at a time.
+        self._now_connection: Any = None  # the driver's connection (sqlite3)
+        self._now_lock = threading.Lock()
         # One writer at a time inside this process (SQLite only); other processes are kept
         # in order by BEGIN IMMEDIATE and the busy timeout.
         self._writer_lock = threading.RLock()
@@ -140,7 +161,7 @@ class Database:
         url = make_url(self.url)
         options: dict[str, Any] = {}
         if url.get_backend_name() == "sqlite":
-            in_memory = url.database in (None, "", ":memory:")
+            in_memory = url.database in _IN_MEMORY
             options["connect_args"] = {"check_same_thread": False, "timeout": self._busy_timeout}
             if in_memory:
                 options["poolclass"] = StaticPool
@@ -161,11 +182,67 @@ class Database:
 
     def dispose(self) -> None:
         """Close every pooled connection; the engine is recreated with the same URL on next use."""
-        with self._engine_lock:
+        with self._engine_lock, self._now_lock:
+            if self._now_connection is not None:
+                self._now_connection.close()
+                self._now_connection = None
             if self._engine is not None:
                 self._engine.dispose()
             self._engine = None
             self._read_engine = None
+
+    @property
+    def reads_now(self) -> bool:
+        """Whether :meth:`read_now` is ready: the database is a SQLite file and the connection
+        for immediate reads is open (see :meth:`prepare_read_now`)."""
+        return self._now_connection is not None
+
+    def prepare_read_now(self) -> bool:
+        """Open the connection :meth:`read_now` uses, if the database is a SQLite file.
+
+        Opening it may wait for a lock, so call it where waiting is harmless (a worker
+        thread), never in an event loop. Does nothing once it is open. Returns
+        :attr:`reads_now`.
+        """
+        if self._now_connection is None:
+            engine = self.engine
+            if engine.dialect.name == "sqlite" and engine.url.database not in _IN_MEMORY:
+                with self._now_lock:
+                    if self._now_connection is None:
+                        self._now_connection = _connect_now(engine)
+        return self.reads_now
+
+    def read_now(self, read: PreparedRead, parameters: dict[str, Any]) -> dict[str, Any] | None:
+        """The first row of a short read, run at once in the calling thread, never waiting.
+
+        For async code on a SQLite file, where a read by key takes microseconds and the hop to
+        a worker thread costs more than the read itself. It runs on a connection of its own
+        whose busy timeout is zero, each statement its own transaction, so it never waits for a
+        lock and never holds one.
+
+        Returns:
+            The row as ``{column label: value}``, or ``None``.
+
+        Raises:
+            DatabaseBusyError: the read cannot run at once: the connection is not open (see
+                :meth:`prepare_read_now`) or another thread is using it, or a lock keeps
+                readers out (a restore, another process's exclusive lock). Read the ordinary
+                way, in a worker thread, instead.
+            StorageError: any other driver error.
+        """
+        if not self._now_lock.acquire(blocking=False):
+            raise DatabaseBusyError("the connection for immediate reads is in use")
+        try:
+            connection = self._now_connection
+            if connection is None:
+                raise DatabaseBusyError("the connection for immediate reads is not open")
+            dialect = self.engine.dialect
+            try:
+                return read.first(connection, dialect, parameters)
+            except dialect.loaded_dbapi.Error as exc:
+                raise translate(exc) from exc
+        finally:
+            self._now_lock.release()
 
     def session(self) -> Session:
         """A new session bound to the engine; objects stay readable after commit."""

@@ -146,20 +146,32 @@ def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
     return "a database constraint rejected the write"
 
 
-def translate(exc: sa_exc.SQLAlchemyError) -> StorageError:
-    """Return the storage error that stands for a driver or SQLAlchemy error."""
+# Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
+# serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
+_BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
+
+
+def translate(exc: Exception) -> StorageError:
+    """Return the storage error that stands for a SQLAlchemy error or a driver (DBAPI) error."""
     if isinstance(exc, sa_exc.IntegrityError):
         return IntegrityConflictError(_describe_integrity_error(exc))
-    if isinstance(exc, sa_exc.OperationalError) and "locked" in str(exc.orig).lower():
-        return DatabaseBusyError("the database is locked by another writer; try again")
     if isinstance(exc, sa_exc.DBAPIError):
-        return StorageError(f"database error ({type(exc.orig).__name__})")
-    return StorageError(f"database error ({type(exc).__name__})")
+        driver_error: BaseException | None = exc.orig
+    elif isinstance(exc, sa_exc.SQLAlchemyError):
+        return StorageError(f"database error ({type(exc).__name__})")
+    else:
+        driver_error = exc
+    kind = type(driver_error).__name__
+    if any(marker in str(driver_error).lower() for marker in _BUSY_MARKERS):
+        return DatabaseBusyError("the database is busy with another transaction; try again")
+    if isinstance(exc, sa_exc.DataError) or kind == "DataError":
+        return ValidationError(f"a value does not fit its column ({kind})")
+    return StorageError(f"database error ({kind})")
 
 
 @contextmanager
 def translate_driver_errors() -> Iterator[None]:
-    """Re-raise SQLAlchemy and driver errors raised in the block as :class:`StorageError`."""
+    """Re-raise SQLAlchemy errors raised in the block as :class:`StorageError`."""
     try:
         yield
     except sa_exc.SQLAlchemyError as exc:

@@ -1,6 +1,7 @@
 """Entity tags for optimistic concurrency: ``ETag`` out, ``If-Match`` / ``If-None-Match`` in.
 
-A record's tag is a hash of its JSON-safe column values (see
+A record's tag is a hash of the bytes of its JSON representation (:func:`etag_of_bytes`, as
+the CRUD routes send it) or of its JSON-safe column values (:func:`etag_of`, see
 :func:`storage.auditor.to_json_safe`), so it changes exactly when a stored value changes and
 every process computes the same tag for the same row. Comparison follows RFC 9110: ``If-Match``
 compares strongly (a weak tag ``W/"..."`` never matches), ``If-None-Match`` weakly, and ``*``
@@ -14,13 +15,18 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["etag_of", "if_match", "if_none_match"]
+__all__ = ["etag_of", "etag_of_bytes", "if_match", "if_none_match"]
 
 
 def etag_of(snapshot: Mapping[str, Any]) -> str:
     """The quoted strong entity tag of a JSON-safe snapshot of a row."""
     text = json.dumps(snapshot, sort_keys=True, separators=(",", ":"), default=str)
-    return '"' + hashlib.blake2b(text.encode(), digest_size=16).hexdigest() + '"'
+    return etag_of_bytes(text.encode())
+
+
+def etag_of_bytes(content: bytes) -> str:
+    """The quoted strong entity tag of a representation: a hash of its bytes."""
+    return '"' + hashlib.blake2b(content, digest_size=16).hexdigest() + '"'
 
 
 def if_match(header: str, etag: str) -> bool:

@@ -7,15 +7,16 @@ snapshot that the audit log, the change feed and entity tags are made of.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, inspect
+from sqlalchemy import Column, ColumnElement, Select, bindparam, inspect, select
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import UnaryExpression
 
 from storage.auditor import UTCDateTime, to_json_safe, utcnow
+from storage.prepared import PreparedRead
 
 __all__ = ["SOFT_DELETE_COLUMN", "RowShape"]
 
@@ -45,6 +46,11 @@ class RowShape:
         self.columns: tuple[str, ...] = tuple(attr.key for attr in mapper.column_attrs)
         self.soft_delete: bool = SOFT_DELETE_COLUMN in self.columns
         self._deleted_at = table.c[SOFT_DELETE_COLUMN] if self.soft_delete else None
+        # Built once: the read by key is a hot path (GET /{component}/{id}).
+        self.select_by_key: Select[Any] = select(
+            *(attr.columns[0].label(attr.key) for attr in mapper.column_attrs)
+        ).where(self.pk_column == bindparam("key"))
+        self.read_by_key = PreparedRead(self.select_by_key)
 
     def coerce_key(self, id: Any) -> Any:
         """Convert a key given as text (from a URL) to the column's type.
@@ -81,6 +87,16 @@ class RowShape:
             value = history.deleted[0] if history.deleted else getattr(obj, name)
             snapshot[name] = to_json_safe(value)
         return snapshot
+
+    def instance(self, values: Mapping[str, Any] | None, *, include_deleted: bool) -> Any | None:
+        """A new instance (in no session) of a row read with :attr:`select_by_key`; ``None``
+        when there is no row, or it is soft-deleted and deleted rows are not wanted."""
+        if values is None:
+            return None
+        # As the ORM loads a row: no __init__, no validation; the values as stored.
+        obj = self.mapper.class_manager.new_instance()
+        obj.__dict__.update(values)
+        return None if not include_deleted and self.is_deleted(obj) else obj
 
     def is_deleted(self, obj: Any) -> bool:
         """Whether the instance is soft-deleted."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -10,13 +11,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, text
+from sqlalchemy import bindparam, func, text
 from sqlmodel import Session, select
 
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
-from storage.errors import ConfigurationError
+from storage.errors import ConfigurationError, DatabaseBusyError
+from storage.prepared import PreparedRead
+from support.backends import SERVER_URLS, server_url
 from support.models import User
 
 
@@ -196,3 +199,80 @@ def test_writers_in_two_processes_share_one_sqlite_file(sqlite_db: Path) -> None
     assert count(AuditLog) == 400
     with database.get_engine().connect() as connection:
         assert connection.execute(text("PRAGMA integrity_check")).scalar() == "ok"
+
+
+# -- reads at once (Database.read_now) --------------------------------------------------------
+
+_USER_BY_KEY = PreparedRead(
+    select(User.id, User.name).where(User.id == bindparam("key"))  # type: ignore[arg-type]
+)
+
+
+def test_read_now_needs_the_connection_prepared(sqlite_db: Path) -> None:
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="ada"))
+    db = database.get_database()
+    assert not db.reads_now
+    with pytest.raises(DatabaseBusyError, match="not open"):
+        db.read_now(_USER_BY_KEY, {"key": 1})
+    assert db.prepare_read_now() and db.prepare_read_now()  # once; then nothing to do
+    assert db.read_now(_USER_BY_KEY, {"key": 1}) == {"id": 1, "name": "ada"}
+    assert db.read_now(_USER_BY_KEY, {"key": 2}) is None
+
+
+def test_read_now_sees_commits_of_other_connections(sqlite_db: Path) -> None:
+    users = ModelAccessor(User, "users")
+    db = database.get_database()
+    db.prepare_read_now()
+    assert db.read_now(_USER_BY_KEY, {"key": 1}) is None
+    users.insert(User(name="ada"))
+    with database.transaction():
+        users.update(1, name="grace")
+        assert db.read_now(_USER_BY_KEY, {"key": 1}) == {"id": 1, "name": "ada"}  # not yet
+    assert db.read_now(_USER_BY_KEY, {"key": 1}) == {"id": 1, "name": "grace"}
+
+
+def test_read_now_holds_no_lock(sqlite_db: Path) -> None:
+    """A read at once leaves no transaction open: a checkpoint can still truncate the WAL."""
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="ada"))
+    db = database.get_database()
+    db.prepare_read_now()
+    db.read_now(_USER_BY_KEY, {"key": 1})
+    checkpointer = sqlite3.connect(sqlite_db, isolation_level=None)
+    try:
+        busy, _, _ = checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        checkpointer.close()
+    assert busy == 0
+    assert Path(f"{sqlite_db}-wal").stat().st_size == 0
+
+
+def test_dispose_closes_the_connection_for_reads_at_once(sqlite_db: Path) -> None:
+    db = database.get_database()
+    db.prepare_read_now()
+    connection = db._now_connection
+    db.dispose()
+    assert not db.reads_now
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        connection.execute("SELECT 1")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("sqlite://", id="sqlite-memory"),
+        pytest.param("postgresql", id="postgresql"),
+        pytest.param("mariadb", id="mariadb"),
+    ],
+)
+def test_reads_at_once_only_on_sqlite_files(url: str) -> None:
+    importlib.reload(database)
+    database.set_database_url(server_url(url) if url in SERVER_URLS else url)
+    db = database.get_database()
+    try:
+        assert db.prepare_read_now() is False
+        with pytest.raises(DatabaseBusyError):
+            db.read_now(_USER_BY_KEY, {"key": 1})
+    finally:
+        db.dispose()
