@@ -28,7 +28,8 @@ def test_all_is_complete_and_sorted(package: str) -> None:
     public = {
         name
         for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
         and name != "annotations"
     }
     assert set(module.__all__) == public

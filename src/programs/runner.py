@@ -304,6 +304,7 @@ class Runner:
             async with slots:
                 job.running = True
                 await _in_thread(self.history.mark_running, job.run_id)
+                job.call.context.raise_if_stopped()  # stopped before it began: never start it
                 capture_routing.ensure()  # sys.stdout may have been replaced since startup
                 with job.capture.active():
                     result = await self.backend.run(job.call)

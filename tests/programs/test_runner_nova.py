@@ -145,6 +145,33 @@ def test_a_stop_right_after_the_start_is_not_lost(nova_app: NovaApp, fake: FakeN
     assert no_connection_left(fake)
 
 
+def test_a_stop_while_connecting_to_a_slow_nova_is_not_lost(
+    nova_app: NovaApp, fake: FakeNova
+) -> None:
+    fake.nats_delay = 0.5
+    with nova_app() as client:
+        run = start(client, "wait_async")
+        time.sleep(0.1)  # the backend is connecting now
+        stopped = client.post(f"/api/v2/runs/{run['id']}/stop", headers=BOB)
+        assert (stopped.status_code, stopped.json()["status"]) == (200, "cancelled")
+    assert "RUNNING" not in states(fake, run["id"])
+    assert no_connection_left(fake)
+
+
+def test_a_program_that_honours_the_stop_is_stopped_on_nova(
+    nova_app: NovaApp, fake: FakeNova
+) -> None:
+    """``ctx.raise_if_stopped()`` inside the program: NOVA hears STOPPED, not FAILED."""
+    with nova_app() as client:
+        run = wait_running(client, start(client, "wait_sync")["id"])
+        stopped = client.post(f"/api/v2/runs/{run['id']}/stop", headers=BOB)
+        assert stopped.status_code == 200
+        body = stopped.json()
+        assert (body["status"], body["error"]) == ("cancelled", "stopped by bob")
+    assert states(fake, run["id"]) == ["PREPARING", "RUNNING", "STOPPED"]
+    assert no_connection_left(fake)
+
+
 def test_shutdown_stops_a_run_on_nova(nova_app: NovaApp, fake: FakeNova) -> None:
     with nova_app() as client:
         run = wait_running(client, start(client, "wait_async")["id"])

@@ -190,10 +190,18 @@ class FakeNova:
     Args:
         controller: The name of the one controller; its motion group is ``0@<controller>``.
         joints: The motion group's initial joint position (its length is the axis count).
+        nats_delay: Seconds the NATS WebSocket waits before it accepts a client (a slow NOVA).
     """
 
-    def __init__(self, *, controller: str = "ur", joints: tuple[float, ...] = (0.0,) * 6) -> None:
+    def __init__(
+        self,
+        *,
+        controller: str = "ur",
+        joints: tuple[float, ...] = (0.0,) * 6,
+        nats_delay: float = 0.0,
+    ) -> None:
         self.robot = _Robot(controller, f"0@{controller}", joints)
+        self.nats_delay = nats_delay
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._nats_messages: list[NatsMessage] = []
@@ -276,6 +284,7 @@ class FakeNova:
     # -- NATS over WebSocket ---------------------------------------------------------------
 
     async def _nats(self, websocket: WebSocket) -> None:
+        await asyncio.sleep(self.nats_delay)
         await websocket.accept()
         client = _NatsClient(websocket)
         self._nats_clients.append(client)

@@ -28,7 +28,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from programs.context import NOVA_RESOURCES, ProgramCall
-from programs.errors import BackendError, BackendMissingError
+from programs.errors import BackendError, BackendMissingError, RunCancelled
 from programs.tables import RunStatus
 from storage.auditor import utcnow
 
@@ -224,11 +224,15 @@ class NovaBackend:
         started = utcnow()
         try:
             await self._open(nova)
+            # A stop right after the start can arrive while the SDK connects, and its connect
+            # can swallow the cancellation: the stop request itself is never lost.
+            call.context.raise_if_stopped()
             await self._publish(nova, call, "PREPARING", started)
             await self._publish(nova, call, SDK_STATES[RunStatus.running], started)
             try:
+                call.context.raise_if_stopped()
                 result = await call.invoke(nova=nova, cell=cell)
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, RunCancelled):
                 await self._publish(nova, call, SDK_STATES[RunStatus.cancelled], started, True)
                 raise
             except BaseException as exc:
