@@ -338,6 +338,10 @@ class ModelAccessor(HookDecorators[ModelT]):
             with database.transaction() as session:
                 yield session
             return
+        if current.info.get(database.SAVEPOINTS_KEY) is False:
+            with translate_driver_errors():
+                yield current
+            return
         # Inside a caller's transaction a savepoint keeps a failed write (a hook that raised)
         # from being committed with the rest if the caller catches the error and carries on.
         mark = changes.pending_mark(current)

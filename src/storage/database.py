@@ -35,6 +35,7 @@ from storage.prepared import PreparedRead
 
 __all__ = [
     "CURRENT_SESSION",
+    "SAVEPOINTS_KEY",
     "DEFAULT_DATABASE_URL",
     "Database",
     "get_database",
@@ -51,6 +52,8 @@ URL_ENVIRONMENT_VARIABLES = ("STORAGE_DATABASE_URL", "VENTION_STORAGE_DATABASE_U
 CURRENT_SESSION: ContextVar[Session | None] = ContextVar("storage_current_session", default=None)
 
 _BEGIN_OPTION = "storage_sqlite_begin"
+# Session.info key: False when accessor writes join the transaction without a savepoint.
+SAVEPOINTS_KEY = "storage_savepoints"
 
 
 def _url_from_environment() -> str:
@@ -282,12 +285,18 @@ class Database:
         return self._writer_lock if self.engine.dialect.name == "sqlite" else nullcontext()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
+    def transaction(self, *, savepoints: bool = True) -> Iterator[Session]:
         """Run the block in one atomic transaction and make its session current.
 
         Commits when the block ends, rolls back when it raises. Inside an active transaction
         (or ``use_session``) it joins the outer one: no second connection, one commit.
         Driver errors come out as :class:`storage.errors.StorageError`.
+
+        Args:
+            savepoints: run each accessor write in the block in a savepoint, so that a write
+                that fails can be caught and the rest still commits. ``False`` saves two
+                statements per write, for blocks that let any error end the transaction
+                (a route handler). Ignored when joining an outer transaction.
         """
         current = CURRENT_SESSION.get()
         if current is not None:
@@ -295,6 +304,7 @@ class Database:
             return
         with self.writer_lock():
             session = self.session()
+            session.info[SAVEPOINTS_KEY] = savepoints
             with self._current(session, owned=True):
                 yield session
         changes.dispatch(changes.take_committed(session))
@@ -371,10 +381,10 @@ def get_engine() -> Engine:
     return _default.engine
 
 
-def transaction() -> AbstractContextManager[Session]:
+def transaction(*, savepoints: bool = True) -> AbstractContextManager[Session]:
     """Context manager: one atomic transaction on the default database (see
     :meth:`Database.transaction`)."""
-    return _default.transaction()
+    return _default.transaction(savepoints=savepoints)
 
 
 def use_session(session: Session | None = None) -> AbstractContextManager[Session]:

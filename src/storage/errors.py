@@ -149,6 +149,16 @@ def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
 # Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
 # serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
 _BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
+# The database cannot be reached: SQLite's file cannot be opened, a server refuses or drops
+# the connection (psycopg, PyMySQL).
+_UNAVAILABLE_MARKERS = (
+    "unable to open database",
+    "connection refused",
+    "could not connect",
+    "can't connect",
+    "lost connection",
+    "server closed the connection",
+)
 
 
 def translate(exc: Exception) -> StorageError:
@@ -162,8 +172,11 @@ def translate(exc: Exception) -> StorageError:
     else:
         driver_error = exc
     kind = type(driver_error).__name__
-    if any(marker in str(driver_error).lower() for marker in _BUSY_MARKERS):
+    text = str(driver_error).lower()
+    if any(marker in text for marker in _BUSY_MARKERS):
         return DatabaseBusyError("the database is busy with another transaction; try again")
+    if any(marker in text for marker in _UNAVAILABLE_MARKERS):
+        return DatabaseUnavailableError(f"the database cannot be reached ({kind})")
     if isinstance(exc, sa_exc.DataError) or kind == "DataError":
         return ValidationError(f"a value does not fit its column ({kind})")
     return StorageError(f"database error ({kind})")

@@ -1,9 +1,11 @@
 """CSV export of every table as one zip archive (:mod:`storage.importer` loads it back).
 
-All tables are read in one consistent read transaction, and rows stream in batches into a zip
-written to a spooled temporary file, so memory does not grow with table size. Each table of the
-models that exists in the database becomes ``{table}.csv``: a header row of column names, then
-one row per record, in the conventions of :mod:`storage.csvformat`.
+All tables are read in one consistent read transaction, and rows stream in batches into the
+zip, so memory does not grow with table size. :func:`iter_export` hands the zip out piece by
+piece while it is written (what ``GET /db/export.zip`` sends); :func:`write_export` writes it
+to a file. Each table of the models that exists in the database becomes ``{table}.csv``: a
+header row of column names, then one row per record, in the conventions of
+:mod:`storage.csvformat`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import csv
 import io
 import tempfile
 import zipfile
-from typing import IO
+from collections.abc import Iterator
+from typing import IO, Any
 
 from sqlalchemy import Connection, Table, select
 from sqlmodel import SQLModel
@@ -21,9 +24,24 @@ from storage import database
 from storage.backup import BATCH_SIZE, existing_tables
 from storage.csvformat import ColumnCodec
 
-__all__ = ["open_export", "write_export"]
+__all__ = ["iter_export", "open_export", "write_export"]
 
 _SPOOL_BYTES = 8 << 20  # an export larger than this goes to disk
+CHUNK_BYTES = 1 << 16
+
+
+def iter_export(chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The export zip in pieces of about ``chunk_bytes``, each given out as soon as it is
+    written: the first bytes are ready after the first batch of rows, not after the last.
+
+    The read transaction stays open until the generator is exhausted or closed.
+    """
+    sink = _Sink()
+    for _ in _write(sink, {}):
+        if sink.size >= chunk_bytes:
+            yield sink.take()
+    if sink.size:
+        yield sink.take()  # the end of the last file and the zip's central directory
 
 
 def write_export(target: IO[bytes]) -> dict[str, int]:
@@ -32,12 +50,8 @@ def write_export(target: IO[bytes]) -> dict[str, int]:
     Returns the number of rows written per table.
     """
     counts: dict[str, int] = {}
-    with (
-        database.get_database().snapshot_read() as connection,
-        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
-    ):
-        for table in existing_tables(connection, SQLModel.metadata):
-            counts[table.name] = _export_table(connection, table, archive)
+    for _ in _write(target, counts):
+        pass
     return counts
 
 
@@ -53,12 +67,24 @@ def open_export() -> IO[bytes]:
     return spooled
 
 
-def _export_table(connection: Connection, table: Table, archive: zipfile.ZipFile) -> int:
+def _write(target: IO[bytes] | _Sink, counts: dict[str, int]) -> Iterator[None]:
+    # Yields after each batch of rows, so that iter_export can hand out what is written.
+    with (
+        database.get_database().snapshot_read() as connection,
+        zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+    ):
+        for table in existing_tables(connection, SQLModel.metadata):
+            counts[table.name] = 0
+            for rows in _export_table(connection, table, archive):
+                counts[table.name] += rows
+                yield
+
+
+def _export_table(connection: Connection, table: Table, archive: zipfile.ZipFile) -> Iterator[int]:
     codecs = [ColumnCodec.for_column(column) for column in table.columns]
     result = connection.execution_options(stream_results=True, yield_per=BATCH_SIZE).execute(
         select(table)
     )
-    count = 0
     with (
         archive.open(f"{table.name}.csv", "w", force_zip64=True) as member,
         io.TextIOWrapper(member, encoding="utf-8", newline="") as text,
@@ -70,5 +96,29 @@ def _export_table(connection: Connection, table: Table, archive: zipfile.ZipFile
                 [codec.encode(value) for codec, value in zip(codecs, row, strict=True)]
                 for row in partition
             )
-            count += len(partition)
-    return count
+            yield len(partition)
+
+
+class _Sink(io.RawIOBase):
+    """A write-only stream that cannot seek (so ``zipfile`` writes data descriptors), whose
+    bytes :func:`iter_export` takes out as they come."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._parts: list[bytes] = []
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._parts.append(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def take(self) -> bytes:
+        data = b"".join(self._parts)
+        self._parts.clear()
+        self.size = 0
+        return data

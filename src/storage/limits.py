@@ -65,16 +65,17 @@ class RecordCap:
         self.lock_timeout = lock_timeout
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """A write transaction in which :meth:`check` holds until the commit."""
+    def transaction(self, *, savepoints: bool = True) -> Iterator[Session]:
+        """A write transaction in which :meth:`check` holds until the commit (``savepoints``:
+        see :meth:`storage.database.Database.transaction`)."""
         db = database.get_database()
         dialect = db.engine.dialect.name
         nested = database.CURRENT_SESSION.get() is not None
         if self.max_records is not None and dialect in _MYSQL_DIALECTS and not nested:
-            with self._named_lock_transaction(db) as session:
+            with self._named_lock_transaction(db, savepoints) as session:
                 yield session
             return
-        with database.transaction() as session:
+        with database.transaction(savepoints=savepoints) as session:
             if self.max_records is not None and dialect == "postgresql":
                 table = self.accessor.model.__table__
                 quoted = session.get_bind().dialect.identifier_preparer.format_table(table)
@@ -93,7 +94,7 @@ class RecordCap:
             )
 
     @contextmanager
-    def _named_lock_transaction(self, db: database.Database) -> Iterator[Session]:
+    def _named_lock_transaction(self, db: database.Database, savepoints: bool) -> Iterator[Session]:
         with translate_driver_errors():
             connection = db.engine.connect()
         try:
@@ -112,6 +113,7 @@ class RecordCap:
                 # The session runs its own transaction on this connection, so the lock is
                 # still held when that transaction commits.
                 session = Session(connection, expire_on_commit=False)
+                session.info[database.SAVEPOINTS_KEY] = savepoints
                 try:
                     with database.use_session(session):
                         yield session

@@ -9,6 +9,7 @@ maps it to HTTP. Storage errors become their status codes through
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -170,8 +171,18 @@ def build_db_router(
         responses={200: {"content": {"application/zip": {}}}},
     )
     def export_zip() -> StreamingResponse:
-        """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md)."""
-        return _stream(export.open_export(), "application/zip", f"export-{_stamp()}.zip")
+        """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md).
+
+        Sent while it is written, so the first bytes leave at once whatever the size.
+        """
+        chunks = export.iter_export()
+        # The first piece here: an error opening the read (database unreachable) still gets
+        # its status code, before the response has begun.
+        first = next(chunks, b"")
+        headers = {"Content-Disposition": f'attachment; filename="export-{_stamp()}.zip"'}
+        return StreamingResponse(
+            itertools.chain([first], chunks), media_type="application/zip", headers=headers
+        )
 
     @router.get(
         "/backup.sqlite",

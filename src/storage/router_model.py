@@ -246,9 +246,9 @@ class _CrudRoutes:
     def create_record(self, request: Request, body: Any, actor: Actor) -> Response:
         """Create a record (201). 409 when the model already holds ``max_records`` records."""
         obj = self.accessor.model(**body.model_dump(exclude_unset=True))
-        with _hook_errors(), self.cap.transaction() as session:
+        with _hook_errors(), self.cap.transaction(savepoints=False) as session:
             self._insert(session, obj, actor)
-        return self._respond(obj, 201, self._location(request, obj))
+        return self._respond(obj, 201, self._location(request, obj, at_collection=True))
 
     def put_record(
         self,
@@ -263,7 +263,7 @@ class _CrudRoutes:
         every required field is needed then). Server-managed fields in the body are ignored."""
         key = self._key(id)
         fields = self._body_fields(body, key)
-        with _hook_errors(), self.cap.transaction() as session:
+        with _hook_errors(), self.cap.transaction(savepoints=False) as session:
             # A plain read first: locking a key that does not exist takes a gap lock on MySQL,
             # and two such creates deadlock.
             existing = self.accessor.get(key, include_deleted=True)
@@ -273,7 +273,7 @@ class _CrudRoutes:
                 if if_match_header is not None:
                     raise PreconditionFailedError(f"{self.accessor.component} {id} does not exist")
                 obj = self._insert(session, self._new_record(key, fields), actor)
-                return self._respond(obj, 201, self._location(request, obj))
+                return self._respond(obj, 201, self._location(request, obj, at_collection=False))
             self._check_preconditions(existing, if_match_header, if_none_match_header)
             if getattr(existing, SOFT_DELETE_FIELD, None) is not None:
                 raise RecordDeletedError(f"{self.accessor.component} {id} is deleted; restore it")
@@ -285,7 +285,7 @@ class _CrudRoutes:
     ) -> Response:
         """Change the fields sent; the others keep their values."""
         key = self._key(id)
-        with _hook_errors(), database.transaction() as session:
+        with _hook_errors(), database.transaction(savepoints=False) as session:
             current = self._require(self.accessor.get_for_update(key), id)
             self._check_preconditions(current, if_match_header, None)
             updated = self._update(session, key, body.model_dump(exclude_unset=True), actor)
@@ -294,7 +294,7 @@ class _CrudRoutes:
     def delete_record(self, id: Any, actor: Actor, if_match_header: IfMatch = None) -> Response:
         """Soft-delete the record when the model has ``deleted_at``, else delete it (204)."""
         key = self._key(id)
-        with _hook_errors(), database.transaction():
+        with _hook_errors(), database.transaction(savepoints=False):
             current = self._require(self.accessor.get_for_update(key), id)
             self._check_preconditions(current, if_match_header, None)
             self.accessor.delete(key, actor=actor)
@@ -305,7 +305,7 @@ class _CrudRoutes:
         if not self.accessor.soft_delete:
             raise SoftDeleteNotSupported(f"{self.accessor.component} does not support restore")
         key = self._key(id)
-        with _hook_errors(), self.cap.transaction() as session:
+        with _hook_errors(), self.cap.transaction(savepoints=False) as session:
             current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
             self._check_preconditions(current, if_match_header, None)
             if getattr(current, SOFT_DELETE_FIELD) is not None:
@@ -372,11 +372,17 @@ class _CrudRoutes:
         session.refresh(updated)
         return updated
 
-    def _location(self, request: Request, obj: Any) -> dict[str, str]:
-        key = getattr(obj, self.accessor.primary_key)
+    def _location(self, request: Request, obj: Any, *, at_collection: bool) -> dict[str, str]:
+        # The collection's path from the request's own (POST: the collection, PUT: a record),
+        # so any prefix the router is mounted under is kept; url_for would walk every route.
         # Percent-encoded: a key may hold any character, a header only Latin-1.
-        url = request.url_for(f"{self.accessor.component}_get", id=quote(str(key), safe=""))
-        return {"Location": str(url)}
+        root, path = request.scope.get("root_path", ""), request.scope["path"]
+        if root and path.startswith(root):  # servers differ on whether the path includes it
+            path = path[len(root) :]
+        collection = path.rstrip("/") if at_collection else path.rsplit("/", 1)[0]
+        key = quote(str(getattr(obj, self.accessor.primary_key)), safe="")
+        base = str(request.base_url).rstrip("/")  # scheme, host and root path
+        return {"Location": f"{base}{quote(collection)}/{key}"}
 
     def _body(self, obj: Any) -> dict[str, Any]:
         # In column order whatever order the instance holds its values in: the same row gives

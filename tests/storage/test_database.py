@@ -9,9 +9,10 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import bindparam, func, text
+from sqlalchemy import bindparam, event, func, text
 from sqlmodel import Session, select
 
 from storage import database
@@ -124,6 +125,33 @@ class TestTransactions:
                 users.insert(User(name="bad"))
         assert [u.name for u in users.all()] == ["good"]
         assert count(AuditLog) == 1
+
+    @pytest.mark.parametrize("savepoints", [True, False])
+    def test_savepoints_can_be_left_out(self, savepoints: bool) -> None:
+        """``savepoints=False``: accessor writes join the transaction as they are (two
+        statements fewer each); an error still rolls everything back."""
+        users = ModelAccessor(User, "users")
+        statements: list[str] = []
+
+        def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+            statements.append(statement)
+
+        engine = database.get_engine()
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            with database.transaction(savepoints=savepoints):
+                users.insert(User(name="a"))
+                users.update(1, name="b")
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        uses_savepoints = any(s.upper().startswith("SAVEPOINT") for s in statements)
+        assert uses_savepoints is savepoints
+        assert [u.name for u in users.all()] == ["b"]
+        with pytest.raises(RuntimeError), database.transaction(savepoints=False):
+            users.insert(User(name="c"))
+            raise RuntimeError("the route fails")
+        assert [u.name for u in users.all()] == ["b"]
+        assert count(AuditLog) == 2
 
     def test_use_session_commits_accessor_writes(self) -> None:
         users = ModelAccessor(User, "users")

@@ -986,6 +986,17 @@ def test_openapi_shows_the_real_fields(client: TestClient) -> None:
     }
 
 
+def test_locations_keep_the_prefix_the_router_is_mounted_under() -> None:
+    app = FastAPI()
+    app.include_router(build_crud_router(ModelAccessor(Recipe, "recipes")), prefix="/api/v1")
+    client = TestClient(app, root_path="/plant")
+    posted = client.post("/api/v1/recipes/", json={"name": "pick one"}, headers=ADMIN)
+    put = client.put("/api/v1/recipes/placeé", json={"body": "x"}, headers=ADMIN)
+    assert posted.headers["location"] == "http://testserver/plant/api/v1/recipes/pick%20one"
+    assert put.status_code == 201
+    assert put.headers["location"] == "http://testserver/plant/api/v1/recipes/place%C3%A9"
+
+
 @pytest.mark.parametrize(
     ("name", "status"),
     [
