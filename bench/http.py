@@ -173,44 +173,54 @@ class Transfer:
     rss_before: float
     growth_sampled: float
     growth_hwm: float
+    first_byte: float | None  # seconds until the first byte of a download arrived
 
     @property
     def growth(self) -> float:
         return max(self.growth_sampled, self.growth_hwm)
 
 
-def transfer(server: Server, work: Callable[[httpx.Client], int]) -> Transfer:
-    """Time ``work`` (it returns the bytes it moved) and the growth of the server's RSS."""
+Work = Callable[[httpx.Client], tuple[int, float | None]]
+
+
+def transfer(server: Server, work: Work) -> Transfer:
+    """Time ``work`` (it returns the bytes it moved and, for a download, the seconds to its
+    first byte) and the growth of the server's RSS."""
     with httpx.Client(base_url=server.base, headers=ADMIN, timeout=900) as client:
         client.get("/db/health").raise_for_status()
         with peak_rss(server) as seen:
             start = time.perf_counter()
-            moved = work(client)
+            moved, first_byte = work(client)
             elapsed = time.perf_counter() - start
     before, peak = seen
     hwm = server.memory("VmHWM")
-    return Transfer(elapsed, moved / MB, before / MB, (peak - before) / MB, (hwm - before) / MB)
+    return Transfer(
+        elapsed, moved / MB, before / MB, (peak - before) / MB, (hwm - before) / MB, first_byte
+    )
 
 
-def download(path: str, target: Path) -> Callable[[httpx.Client], int]:
-    def work(client: httpx.Client) -> int:
+def download(path: str, target: Path) -> Work:
+    def work(client: httpx.Client) -> tuple[int, float | None]:
+        start, first_byte = time.perf_counter(), None
         with client.stream("GET", path) as answer, target.open("wb") as file:
             answer.raise_for_status()
-            for chunk in answer.iter_bytes(1 << 16):
+            for chunk in answer.iter_raw(1 << 16):
+                if first_byte is None:
+                    first_byte = time.perf_counter() - start
                 file.write(chunk)
-        return target.stat().st_size
+        return target.stat().st_size, first_byte
 
     return work
 
 
-def upload(source: Path, expected_rows: int) -> Callable[[httpx.Client], int]:
-    def work(client: httpx.Client) -> int:
+def upload(source: Path, expected_rows: int) -> Work:
+    def work(client: httpx.Client) -> tuple[int, float | None]:
         with source.open("rb") as file:
             answer = client.post("/db/restore", files={"file": ("backup.sqlite", file)})
         answer.raise_for_status()
         if (restored := answer.json()["tables"]["machine"]) != expected_rows:
             raise RuntimeError(f"restore counted {restored} machines, expected {expected_rows}")
-        return source.stat().st_size
+        return source.stat().st_size, None
 
     return work
 
@@ -316,14 +326,16 @@ def report_requests(
 def report_transfers(rows: int, title: str, results: dict[str, Transfer]) -> list[str]:
     print(f"\n{title}")
     print(
-        f"{'operation':24} {'seconds':>8} {'MB':>7} {'RSS before MB':>14} "
+        f"{'operation':24} {'seconds':>8} {'first byte s':>12} {'MB':>7} {'RSS before MB':>14} "
         f"{'growth MB (10 ms samples / VmHWM)':>35}"
     )
     notes = []
     for label, t in results.items():
         growth = f"{t.growth_sampled:.1f} / {t.growth_hwm:.1f}"
+        first = "-" if t.first_byte is None else f"{t.first_byte:.2f}"
         print(
-            f"{label:24} {t.seconds:>8.1f} {t.megabytes:>7.1f} {t.rss_before:>14.0f} {growth:>35}"
+            f"{label:24} {t.seconds:>8.1f} {first:>12} {t.megabytes:>7.1f} "
+            f"{t.rss_before:>14.0f} {growth:>35}"
         )
         notes.append(
             f"{verdict(t.growth < RSS_TARGET_MB)}  {label} at {rows:,} rows: "
