@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from fastapi import APIRouter
 from sqlmodel import SQLModel
 
 from programs.config import RunnerConfig
@@ -28,7 +30,7 @@ from programs.runner import Runner
 from programs.runs_router import build_runs_router
 from programs.store import ProgramStore
 from programs.tables import ProgramInstance, ProgramRun, ProgramTemplate
-from storage import database
+from storage import changes, database
 from storage.http import RouteAuth
 
 if TYPE_CHECKING:
@@ -107,6 +109,8 @@ class ProgramsExtension:
                 self.store, prefix=self.prefix, auth=self.auth, backup_dir=self.backup_dir
             )
             app.include_router(router)
+            if self.sync:
+                app.include_router(_resync_after_restores(self.store))
             app.state.programs = self.store
             if self.runner is None:
                 self.runner = _runner(self._runner_choice, self.store)
@@ -114,6 +118,24 @@ class ProgramsExtension:
                 runs = build_runs_router(self.runner, prefix=self.prefix, auth=self.auth)
                 app.include_router(runs)  # its lifespan starts and stops the runner
                 app.state.runner = self.runner
+
+
+def _resync_after_restores(store: ProgramStore) -> APIRouter:
+    # No routes: its lifespan syncs the templates again after each restore while the app
+    # runs, because a backup may hold the templates and flags of another version of the code.
+    def resync() -> None:
+        report = store.sync()
+        logger.info("templates synced after a restore: %s", report)
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        changes.on_database_restored(resync)
+        try:
+            yield
+        finally:
+            changes.off_database_restored(resync)
+
+    return APIRouter(lifespan=lifespan)
 
 
 def setup(app: FastAPI | None, source: ProgramSource, **options: Any) -> ProgramStore:

@@ -5,7 +5,12 @@ from __future__ import annotations
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.bootstrap import bootstrap
-from storage.changes import Change, notify_database_restored, on_database_restored
+from storage.changes import (
+    Change,
+    notify_database_restored,
+    off_database_restored,
+    on_database_restored,
+)
 from storage.database import get_engine, set_database_url, transaction, use_session
 from storage.errors import (
     ConfigurationError,
@@ -51,6 +56,7 @@ __all__ = [
     "bootstrap",
     "get_engine",
     "notify_database_restored",
+    "off_database_restored",
     "on_database_restored",
     "plan_sqlmodel_migrations",
     "set_database_url",

@@ -22,6 +22,7 @@ __all__ = [
     "RestoreListener",
     "dispatch",
     "notify_database_restored",
+    "off_database_restored",
     "on_database_restored",
 ]
 
@@ -116,6 +117,15 @@ def on_database_restored(fn: RestoreListener) -> RestoreListener:
     """
     _restore_listeners.listeners.append(fn)
     return fn
+
+
+def off_database_restored(fn: RestoreListener) -> None:
+    """Stop calling ``fn`` after restores (registered with :func:`on_database_restored`); a
+    function that is not registered is ignored."""
+    try:
+        _restore_listeners.listeners.remove(fn)
+    except ValueError:
+        pass
 
 
 def notify_database_restored() -> None:

@@ -174,3 +174,22 @@ def test_bootstrap_auth_guards_the_db_router(url: str) -> None:
     client = TestClient(app)
     assert client.get("/db/health").status_code == 200
     assert client.get("/db/backup.sqlite").status_code == 401
+
+
+def test_a_restore_syncs_the_templates_again_while_the_app_runs(url: str) -> None:
+    """A backup from another version of the code holds other template flags: after the
+    restore the templates in the code are available again, as after a restart."""
+    app = FastAPI()
+    bootstrap(app, database_url=url, programs=registry_with_templates())
+    store: ProgramStore = app.state.programs
+    name = store.list_templates()[0].name
+    store.templates.update(name, actor="old version", available=False)
+    with TestClient(app) as client:
+        backup = client.get("/db/backup.sqlite").content
+        restored = client.post("/db/restore", files={"file": ("backup.sqlite", backup)})
+        assert restored.status_code == 200, restored.text
+        template = client.get(f"/api/v2/program-templates/{name}").json()
+        assert template["available"] is True
+    store.templates.update(name, actor="old version", available=False)
+    TestClient(app).post("/db/restore", files={"file": ("backup.sqlite", backup)})
+    assert store.get_template(name).available is False  # the app stopped: no listener left
