@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar
 
@@ -16,7 +13,8 @@ import pytest
 
 from storage import database
 from storage.accessor import ModelAccessor
-from support.models import Color, Recipe, Sample, User
+from support.dataset import every_kind_of_sample
+from support.models import Recipe, Sample, User
 
 T = TypeVar("T")
 
@@ -37,18 +35,7 @@ def users() -> ModelAccessor[User]:
 class TestEveryBackend:
     def test_same_values_as_get_for_every_column_type(self) -> None:
         samples = ModelAccessor(Sample, "samples")
-        stored = samples.insert(
-            Sample(
-                taken_at=datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
-                day=date(2025, 3, 4),
-                weight=Decimal("12.345"),
-                color=Color.GREEN,
-                ratio=0.25,
-                active=False,
-                payload={"joints": [0.1, -1.5], "name": "home", "nested": {"ok": True}},
-                ref=uuid.UUID(int=7),
-            )
-        )
+        stored = samples.insert(every_kind_of_sample())
         expected = samples.get(stored.id)
         for attempt in range(2):  # the first read opens the connection for immediate reads
             found = run(lambda: samples.get_async(str(stored.id)))

@@ -21,6 +21,7 @@ from storage.auditor import AuditLog
 from storage.errors import ConfigurationError, DatabaseBusyError
 from storage.prepared import PreparedRead
 from support.backends import SERVER_URLS, server_url
+from support.dataset import wal_checkpoint_blocked
 from support.models import User
 
 
@@ -267,12 +268,7 @@ def test_read_now_holds_no_lock(sqlite_db: Path) -> None:
     db = database.get_database()
     db.prepare_read_now()
     db.read_now(_USER_BY_KEY, {"key": 1})
-    checkpointer = sqlite3.connect(sqlite_db, isolation_level=None)
-    try:
-        busy, _, _ = checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    finally:
-        checkpointer.close()
-    assert busy == 0
+    assert not wal_checkpoint_blocked(sqlite_db)
     assert Path(f"{sqlite_db}-wal").stat().st_size == 0
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sqlite3
 import tempfile
 import tracemalloc
 import uuid
@@ -27,7 +26,7 @@ from storage.csvformat import NULL, ColumnCodec
 from storage.errors import ConflictError, IntegrityConflictError, ValidationError
 from storage.export import open_export, write_export
 from storage.importer import import_upload
-from support.dataset import seed, table_counts, table_rows
+from support.dataset import seed, table_counts, table_rows, wal_checkpoint_blocked
 from support.models import Color, Gadget, Sample, User
 
 
@@ -203,12 +202,7 @@ def test_an_abandoned_export_ends_its_read_transaction(sqlite_db: Path) -> None:
     next(pieces)
     pieces.close()
     users.insert(User(name="after"))
-    checkpointer = sqlite3.connect(sqlite_db, isolation_level=None)
-    try:
-        busy, _, _ = checkpointer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-    finally:
-        checkpointer.close()
-    assert busy == 0
+    assert not wal_checkpoint_blocked(sqlite_db)
 
 
 def test_export_memory_does_not_grow_with_table_size(sqlite_db: object) -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -13,21 +11,13 @@ from sqlalchemy import bindparam, select
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.prepared import PreparedRead
-from support.models import Color, Sample, User
+from support.dataset import every_kind_of_sample
+from support.models import Sample, User
 
 
 def test_values_match_a_session_for_every_column_type(sqlite_db: Path) -> None:
     samples = ModelAccessor(Sample, "samples")
-    stored = samples.insert(
-        Sample(
-            taken_at=datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
-            day=date(2025, 3, 4),
-            weight=Decimal("12.345"),
-            color=Color.GREEN,
-            payload={"a": [1, None]},
-            ref=uuid.UUID(int=9),
-        )
-    )
+    stored = samples.insert(every_kind_of_sample())
     statement = select(*Sample.__table__.c).where(Sample.__table__.c.id == bindparam("key"))
     read = PreparedRead(statement)
     engine = database.get_engine()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import uuid
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -55,6 +57,31 @@ def seed() -> None:
         ),
         actor="seed",
     )
+
+
+def every_kind_of_sample() -> Sample:
+    """A sample with a value in every column, none of them a default."""
+    return Sample(
+        taken_at=datetime(2025, 3, 4, 5, 6, 7, 890000, tzinfo=UTC),
+        day=date(2025, 3, 4),
+        weight=Decimal("12.345"),
+        color=Color.GREEN,
+        ratio=0.25,
+        active=False,
+        payload={"joints": [0.1, -1.5], "name": "home", "nested": {"ok": True}},
+        ref=uuid.UUID(int=7),
+    )
+
+
+def wal_checkpoint_blocked(path: str | os.PathLike[str]) -> bool:
+    """Whether a reader keeps a full checkpoint (``TRUNCATE``) of a SQLite file's WAL from
+    finishing; asked on a connection of its own."""
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        busy, _, _ = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        connection.close()
+    return bool(busy)
 
 
 def table_rows() -> dict[str, list[tuple[Any, ...]]]:
