@@ -35,9 +35,9 @@ from storage.prepared import PreparedRead
 
 __all__ = [
     "CURRENT_SESSION",
-    "SAVEPOINTS_KEY",
     "DEFAULT_DATABASE_URL",
     "Database",
+    "SAVEPOINTS_KEY",
     "get_database",
     "get_engine",
     "read_session",
