@@ -10,6 +10,7 @@ import pytest
 from sqlmodel import SQLModel
 
 from storage import database
+from storage.changes import off_database_restored, on_database_restored
 from support import models  # noqa: F401  (registers the test tables on SQLModel.metadata)
 from support.backends import server_url
 
@@ -46,3 +47,12 @@ def sqlite_db(tmp_path: Path) -> Iterator[Path]:
     _configure(f"sqlite:///{path}")
     yield path
     database.get_database().dispose()
+
+
+@pytest.fixture
+def restored_calls() -> Iterator[list[str]]:
+    """Records each call of the database-restored listeners while the test runs."""
+    calls: list[str] = []
+    listener = on_database_restored(lambda: calls.append("restored"))
+    yield calls
+    off_database_restored(listener)

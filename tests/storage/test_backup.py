@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,20 +18,10 @@ from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.backup import open_snapshot, write_snapshot
-from storage.changes import _restore_listeners, on_database_restored
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError
 from storage.restore import restore_upload
 from support.dataset import seed, table_counts, table_rows
 from support.models import Gadget, User
-
-
-@pytest.fixture
-def restored_calls() -> Iterator[list[str]]:
-    """Records each call of the database-restored listeners."""
-    calls: list[str] = []
-    listener = on_database_restored(lambda: calls.append("restored"))
-    yield calls
-    _restore_listeners.listeners.remove(listener)
 
 
 def snapshot_bytes() -> bytes:

@@ -110,5 +110,5 @@ def test_database_restored_listeners() -> None:
         changes.notify_database_restored()
         assert calls == ["first"]
     finally:
-        changes._restore_listeners.listeners.remove(first)
-        changes._restore_listeners.listeners.remove(broken)
+        changes.off_database_restored(first)
+        changes.off_database_restored(broken)

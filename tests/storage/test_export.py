@@ -9,7 +9,6 @@ import tempfile
 import tracemalloc
 import uuid
 import zipfile
-from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -21,7 +20,6 @@ from sqlmodel import SQLModel
 
 from storage import database, export
 from storage.accessor import ModelAccessor
-from storage.changes import _restore_listeners, on_database_restored
 from storage.csvformat import NULL, ColumnCodec
 from storage.errors import ConflictError, IntegrityConflictError, ValidationError
 from storage.export import open_export, write_export
@@ -288,15 +286,6 @@ def test_modes(backend: str) -> None:
     assert rows == [(ada.id, "Ada L.", "ada@example.com", 37), (100, "Bob", "", None)]
     import_upload(single_csv(header, ["5", "Cy", "1"]), table="user", mode="replace", actor="t")
     assert [(u.id, u.name) for u in users.all(include_deleted=True)] == [(5, "Cy")]
-
-
-@pytest.fixture
-def restored_calls() -> Iterator[list[str]]:
-    """Records each call of the database-restored listeners."""
-    calls: list[str] = []
-    listener = on_database_restored(lambda: calls.append("restored"))
-    yield calls
-    _restore_listeners.listeners.remove(listener)
 
 
 def test_import_tells_restore_listeners(backend: str, restored_calls: list[str]) -> None:
