@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO, cast
 
+from programs.lines import LineBuffer
+
 __all__ = ["RunCapture", "capture_routing"]
 
 _current: ContextVar[RunCapture | None] = ContextVar("programs_run_capture", default=None)
@@ -67,11 +69,20 @@ class RunCapture:
         limit: characters kept of each (the newest; a first line says how many were dropped).
         level: the lowest log level kept.
         echo: also write the run's output to the real stream (the server's console).
+        lines: also hand everything to this buffer, for the database.
     """
 
-    def __init__(self, *, limit: int, level: int = logging.INFO, echo: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        limit: int,
+        level: int = logging.INFO,
+        echo: bool = True,
+        lines: LineBuffer | None = None,
+    ) -> None:
         self.level = level
         self.echo = echo
+        self.lines = lines
         self._lock = threading.Lock()
         self._output = _Text(limit)
         self._logs = _Text(limit)
@@ -93,6 +104,8 @@ class RunCapture:
         """Add printed text."""
         with self._lock:
             self._output.append(text)
+        if self.lines is not None:
+            self.lines.add("output", text)
 
     def write_record(self, record: logging.LogRecord) -> None:
         """Add a log record when it is at or above :attr:`level`."""
@@ -101,6 +114,8 @@ class RunCapture:
         text = self._formatter.format(record)
         with self._lock:
             self._logs.append(text + "\n")
+        if self.lines is not None:
+            self.lines.add("log", text + "\n")
 
     @contextmanager
     def active(self) -> Iterator[None]:

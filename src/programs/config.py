@@ -9,45 +9,67 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from programs.backends import NovaSettings, RunnerBackend
+from programs.tables import NAME_LENGTH
 
 __all__ = ["RunnerConfig"]
 
 
 @dataclass(frozen=True, kw_only=True)
 class RunnerConfig:
-    """How programs run.
+    """How programs run, and how a process takes part in its cell.
+
+    Every process that serves a cell (an app server, a worker) shares one queue, one set of
+    running runs and one history with the others through the database; give them the same
+    ``cell``, ``max_concurrent`` and ``when_busy``.
 
     Attributes:
         backend: ``"local"`` (in this process), ``"nova"`` (needs ``nova``), or a
             :class:`~programs.backends.RunnerBackend` of your own.
         nova: how to reach NOVA, for the nova backend.
-        max_concurrent: runs going at once (a robot cell runs one program at a time).
+        cell: the robot cell this runner serves (``CELL_NAME``, else ``"default"``).
+        max_concurrent: runs going at once in the cell, across every process (a robot cell
+            runs one program at a time).
         when_busy: ``"reject"`` a start while all slots are taken (409), or ``"queue"`` it.
         max_queued: runs waiting at most with ``"queue"`` (409 beyond).
+        execute: run programs in this process; ``False`` serves the API only (start, stop,
+            read) while another process of the cell executes.
         stop_wait: seconds ``POST /runs/{id}/stop`` waits for a running run to end before it
             answers 202 (stop requested) instead of 200 (stopped).
         shutdown_timeout: seconds the app's shutdown waits for stopped runs to end.
         log_limit: characters kept of a run's logs and of its output (the newest).
         log_level: the lowest level of log records kept in a run's logs.
         echo_output: also write what runs print to the server's console.
-        recover: at startup, mark runs this runner left active (a crash) as failed.
-        name: the runner's name, stored with its runs; processes sharing one database need
-            different names, or one would mark the other's live runs failed at startup.
+        recover: at startup, end at once the runs whose process is gone (see
+            :attr:`lease_timeout` for the others).
+        lease_timeout: seconds without a heartbeat after which a running run is ended as
+            ``failed`` by any other live process, and its slot is free again.
+        heartbeat_interval: seconds between two heartbeats of this process.
+        poll_interval: seconds between two looks at the cell for stop requests and queued
+            runs (PostgreSQL wakes runners at once with ``LISTEN/NOTIFY``; this is a fallback).
+        flush_interval: seconds a run's output waits at most before it is written to the
+            database, where every process reads it.
+        name: a label for this process in its instance id (default: the host name).
         component: the audit-log component of run rows.
     """
 
     backend: str | RunnerBackend = "local"
     nova: NovaSettings | None = None
+    cell: str = "default"
     max_concurrent: int = 1
     when_busy: Literal["reject", "queue"] = "reject"
     max_queued: int = 100
+    execute: bool = True
     stop_wait: float = 2.0
     shutdown_timeout: float = 10.0
     log_limit: int = 1_000_000
     log_level: int = logging.INFO
     echo_output: bool = True
     recover: bool = True
-    name: str = "default"
+    lease_timeout: float = 15.0
+    heartbeat_interval: float = 3.0
+    poll_interval: float = 0.25
+    flush_interval: float = 0.2
+    name: str | None = None
     component: str = "program_runs"
 
     def __post_init__(self) -> None:
@@ -55,6 +77,15 @@ class RunnerConfig:
             raise ValueError("max_concurrent and log_limit must be positive, max_queued >= 0")
         if self.when_busy not in ("reject", "queue"):
             raise ValueError(f"when_busy must be 'reject' or 'queue', not {self.when_busy!r}")
+        if not self.cell or len(self.cell) > NAME_LENGTH:
+            raise ValueError(f"cell must be 1 to {NAME_LENGTH} characters")
+        if min(self.poll_interval, self.flush_interval, self.heartbeat_interval) <= 0:
+            raise ValueError("poll_interval, flush_interval and heartbeat_interval must be > 0")
+        if self.lease_timeout < 2 * self.heartbeat_interval:
+            raise ValueError(
+                "lease_timeout must be at least twice heartbeat_interval, or a slow heartbeat "
+                "would end live runs"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> RunnerConfig:
@@ -62,14 +93,20 @@ class RunnerConfig:
 
         The backend is ``PROGRAMS_RUNNER_BACKEND`` when set, else ``nova`` when ``NOVA_API``
         is set, else ``local``; NOVA settings come from ``NOVA_API``, ``NOVA_ACCESS_TOKEN``
-        and ``CELL_NAME``; ``PROGRAMS_RUNNER_WHEN_BUSY`` is ``reject`` or ``queue``.
-        ``options`` override any of it.
+        and ``CELL_NAME``; the cell is ``CELL_NAME`` (else ``default``);
+        ``PROGRAMS_RUNNER_WHEN_BUSY`` is ``reject`` or ``queue``; ``PROGRAMS_RUNNER_EXECUTE=0``
+        makes an API-only process. ``options`` override any of it.
         """
         env = os.environ if environ is None else environ
         backend = env.get("PROGRAMS_RUNNER_BACKEND") or ("nova" if env.get("NOVA_API") else "local")
-        values: dict[str, Any] = {"backend": backend}
+        values: dict[str, Any] = {"backend": backend, "cell": env.get("CELL_NAME") or "default"}
         if backend == "nova":
             values["nova"] = NovaSettings.from_env(env)
         if env.get("PROGRAMS_RUNNER_WHEN_BUSY"):
             values["when_busy"] = env["PROGRAMS_RUNNER_WHEN_BUSY"]
+        if env.get("PROGRAMS_RUNNER_EXECUTE"):
+            values["execute"] = env["PROGRAMS_RUNNER_EXECUTE"].strip().lower() not in _FALSE
         return cls(**{**values, **options})
+
+
+_FALSE = frozenset({"0", "false", "no", "off"})

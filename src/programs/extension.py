@@ -29,9 +29,17 @@ from programs.router import build_programs_router
 from programs.runner import Runner
 from programs.runs_router import build_runs_router
 from programs.store import ProgramStore
-from programs.tables import ProgramInstance, ProgramRun, ProgramTemplate
+from programs.tables import (
+    ProgramCell,
+    ProgramInstance,
+    ProgramRun,
+    ProgramRunLine,
+    ProgramTemplate,
+    RunnerInstance,
+)
 from storage import changes, database
 from storage.http import RouteAuth
+from storage.migrations import apply_sqlmodel_migrations
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -41,6 +49,7 @@ __all__ = ["ProgramSource", "ProgramsExtension", "setup"]
 logger = logging.getLogger("programs.extension")
 
 _TABLES = (ProgramTemplate, ProgramInstance)
+_RUN_TABLES = (ProgramRun, ProgramRunLine, ProgramCell, RunnerInstance)
 
 ProgramSource = str | ModuleType | Iterable[str | ModuleType] | ProgramRegistry | ProgramStore
 
@@ -99,9 +108,14 @@ class ProgramsExtension:
             BackendMissingError: the runner's backend needs a package that is not installed.
         """
         if self.create_tables:
-            models = (*_TABLES, ProgramRun) if self._runner_choice is not False else _TABLES
-            tables = [SQLModel.metadata.tables[model.__tablename__] for model in models]
+            models = (*_TABLES, *_RUN_TABLES) if self._runner_choice is not False else _TABLES
+            names = [model.__tablename__ for model in models]
+            tables = [SQLModel.metadata.tables[name] for name in names]
             SQLModel.metadata.create_all(database.get_engine(), tables=tables)
+            # Tables made by an older version get the new columns; refuses nothing that is ours.
+            plan = apply_sqlmodel_migrations(tables=names)
+            for step in plan.steps:
+                logger.info("program tables migrated: %s", step)
         if self.sync:
             self.store.sync()
         if app is not None:

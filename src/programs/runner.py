@@ -1,11 +1,14 @@
-"""``Runner``: runs stored programs on a backend, one at a time by default, and records them.
+"""``Runner``: runs stored programs on a backend, one at a time per cell, and records them.
 
 The runner lives on the app's event loop between its lifespan's startup and shutdown
-(:meth:`Runner.lifespan`). A start validates the program, stores a ``queued`` run and hands it
-to a task of its own; the task waits for a slot, marks the run ``running``, lets the backend
-run it with its output and log records captured (:mod:`programs.capture`), and records how it
-ended. A stop cancels that task, which the backend turns into a stopped program. Database work
-happens in worker threads, so the loop never waits for the database.
+(:meth:`Runner.lifespan`). A start validates the program and stores a ``queued`` run in the
+cell (:class:`programs.cells.CellLedger`); whichever process of the cell has a free slot
+claims it (:class:`programs.coordinator.Coordinator`) and runs it in a task of its own: the
+backend runs it with its output and log records captured (:mod:`programs.capture`) and written
+to the database as it goes (:mod:`programs.lines`), and the end is recorded. A stop, from any
+process, is recorded on the run; the process executing it cancels the task, which the backend
+turns into a stopped program. Database work happens in worker threads, so the loop never waits
+for the database.
 """
 
 from __future__ import annotations
@@ -23,17 +26,15 @@ import anyio.to_thread
 
 from programs.backends import RunnerBackend, create_backend
 from programs.capture import RunCapture, capture_routing
+from programs.cells import CellLedger, Instance
 from programs.config import RunnerConfig
 from programs.context import ProgramCall, RunContext, check_runnable
-from programs.errors import (
-    RunCancelled,
-    RunnerBusyError,
-    RunnerUnavailableError,
-    RunStateError,
-)
+from programs.coordinator import Coordinator
+from programs.errors import RunCancelled, RunnerUnavailableError
 from programs.history import ACTIVE, RUNNER_ACTOR, RunHistory
+from programs.lines import LineBuffer, Stream, read_lines, read_text, write_lines
 from programs.store import ProgramStore
-from programs.tables import ProgramRun, RunStatus
+from programs.tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.template import Template
 from storage.auditor import to_json_safe, utcnow
 
@@ -45,50 +46,48 @@ T = TypeVar("T")
 
 
 class _Job:
-    """A run this process is handling (queued or running)."""
+    """A run this process executes."""
 
     def __init__(self, run_id: int, call: ProgramCall, capture: RunCapture) -> None:
         self.run_id = run_id
         self.call = call
         self.capture = capture
         self.task: asyncio.Task[None] | None = None
-        self.running = False
         self.stopped_by: str | None = None
         self.stop_requested_at: datetime | None = None
         self.stop_reason = ""
         self.finishing = False
 
-    def request_stop(self, actor: str, reason: str) -> None:
+    def request_stop(self, actor: str, reason: str, requested_at: datetime | None = None) -> None:
         # Cancel the task once, and not once it records the end: a cancel then would cut the
         # bookkeeping short.
         if self.stopped_by is not None or self.finishing:
             return
-        self.stopped_by, self.stop_requested_at, self.stop_reason = actor, utcnow(), reason
+        self.stopped_by, self.stop_reason = actor, reason
+        self.stop_requested_at = requested_at or utcnow()
         self.call.context.request_stop()
         if self.task is not None:
             self.task.cancel()
 
     def live(self, row: ProgramRun) -> ProgramRun:
-        # The stored row plus what is only in memory while the run goes on.
+        # The stored row plus the output kept in memory while the run goes on.
         if row.status not in ACTIVE:
             return row
         return ProgramRun.model_validate(
-            {
-                **row.model_dump(),
-                "logs": self.capture.logs,
-                "output": self.capture.output,
-                "stopped_by": self.stopped_by,
-                "stop_requested_at": self.stop_requested_at,
-            }
+            {**row.model_dump(), "logs": self.capture.logs, "output": self.capture.output}
         )
 
 
 class Runner:
-    """Runs the programs of a :class:`ProgramStore` and keeps their history.
+    """Runs the programs of a :class:`ProgramStore` in a cell, and keeps their history.
+
+    Any number of processes, on any number of machines, can run a ``Runner`` for the same
+    cell on one database: they share its queue, its running runs and its history through the
+    database (:mod:`programs.cells`), and any of them reads and stops any run.
 
     Args:
         store: where programs and templates come from.
-        config: how they run (default: local, one at a time, a second start refused).
+        config: how they run (default: local, one at a time per cell, a second start refused).
 
     Raises:
         BackendMissingError: the backend needs a package that is not installed.
@@ -99,13 +98,18 @@ class Runner:
         self.config = config if config is not None else RunnerConfig()
         self.backend: RunnerBackend = create_backend(self.config.backend, self.config.nova)
         self.history = RunHistory(self.config.component)
+        self.instance = Instance.this_process(self.config.name)
+        self.ledger = CellLedger(self.config, self.history, self.instance)
         self._jobs: dict[int, _Job] = {}
-        self._reserved = 0
-        self._slots: asyncio.Semaphore | None = None
+        self._coordinator: Coordinator | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
 
     def __repr__(self) -> str:
-        return f"Runner({self.backend!r}, max_concurrent={self.config.max_concurrent})"
+        return (
+            f"Runner({self.backend!r}, cell={self.config.cell!r}, "
+            f"max_concurrent={self.config.max_concurrent}, execute={self.config.execute})"
+        )
 
     @property
     def started(self) -> bool:
@@ -124,27 +128,45 @@ class Runner:
             await self.shutdown()
 
     async def start(self) -> None:
-        """Prepare the backend, fail the runs a crash left active, take runs."""
+        """Prepare the backend, join the cell, end what dead processes left, take runs."""
         if self._accepting:
             return
-        await self.backend.open()
+        if self.config.execute:
+            await self.backend.open()
+        ended = await _in_thread(self.ledger.register)
         if self.config.recover:
-            failed = await _in_thread(self.history.recover, self.config.name)
-            if failed:
-                logger.warning("marked %d runs left active by a crash as failed", len(failed))
+            ended += await _in_thread(self.ledger.expire)
+        if ended:
+            logger.warning("ended %d runs left behind by processes that are gone", len(ended))
         run_logger = logging.getLogger("programs.run")
         if run_logger.level == logging.NOTSET:
             run_logger.setLevel(self.config.log_level)
         capture_routing.acquire()
-        self._slots = asyncio.Semaphore(self.config.max_concurrent)
+        self._loop = asyncio.get_running_loop()
         self._accepting = True
+        self._coordinator = Coordinator(
+            self.ledger,
+            self.config,
+            executing=lambda: [job.run_id for job in list(self._jobs.values())],
+            buffers=lambda: [
+                job.capture.lines for job in list(self._jobs.values()) if job.capture.lines
+            ],
+            on_claimed=self._claimed,
+            on_stop=lambda run: self._from_thread(self._stop_requested, run),
+            on_lost=lambda run_id: self._from_thread(self._lease_lost, run_id),
+        )
+        self._coordinator.start()
 
     async def shutdown(self) -> None:
-        """Stop every run (recorded as cancelled) and release the backend."""
+        """Stop this process's runs (recorded as cancelled), leave the cell, release the
+        backend. Runs other processes execute are not touched."""
         if not self._accepting:
             return
         self._accepting = False
         try:
+            if self._coordinator is not None:
+                # Claims made before it stopped reach the loop first (they were sent first).
+                await _in_thread(self._coordinator.stop)
             jobs = list(self._jobs.values())
             for job in jobs:
                 job.request_stop(RUNNER_ACTOR, "stopped: the app shut down")
@@ -158,110 +180,101 @@ class Runner:
             for job in list(self._jobs.values()):
                 logger.error("run %d did not stop within the shutdown timeout", job.run_id)
                 await self._record(job, RunStatus.cancelled, job.stopped_by, None, None, None)
+            cancelled = await _in_thread(self.ledger.unregister)
+            if cancelled:
+                logger.warning("cancelled %d queued runs: nobody executes them", len(cancelled))
         finally:
             capture_routing.release()
-            await self.backend.close()
+            if self.config.execute:
+                await self.backend.close()
 
     # -- runs ------------------------------------------------------------------------------
 
     async def start_run(self, program_name: str, *, actor: str = "internal") -> ProgramRun:
-        """Start a run of a stored program (queued until a slot is free).
+        """Start a run of a stored program in the cell (queued until a process takes it).
 
         Raises:
-            RunnerUnavailableError: the runner is not started.
+            RunnerUnavailableError: the runner is not started, or no live process executes
+                programs in the cell.
             RunnerBusyError: no slot is free and the configuration rejects or the queue is full.
             ProgramNotFound, TemplateNotFound, TemplateUnavailableError: nothing to run.
             ProgramDataError: the stored data no longer matches the template.
             ProgramNotRunnable: the template needs what the backend lacks (NOVA).
         """
-        slots = self._slots
-        if not self._accepting or slots is None:
-            raise RunnerUnavailableError(
-                "the program runner is not running: start the app's lifespan (for tests: "
-                "`with TestClient(app)`), or it is shutting down"
-            )
-        self._check_capacity()
-        self._reserved += 1  # holds the place while the run is stored (no await before this)
-        try:
-            template, params = await _in_thread(self._validate, program_name)
-            run = await _in_thread(
-                self.history.create,
-                program_name=program_name,
-                template_name=template.name,
-                backend=self.backend.name,
-                runner=self.config.name,
-                parameters=params.model_dump(mode="json"),
-                actor=actor,
-            )
-        finally:
-            self._reserved -= 1
-        if run.id is None:  # never: a stored row has its id
-            raise RunStateError("the run was stored without an id")
-        if not self._accepting:  # the app began to shut down while the run was stored
-            reason = "stopped: the app shut down"
-            await _in_thread(
-                self.history.finish, run.id, RunStatus.cancelled, actor=RUNNER_ACTOR, error=reason
-            )
-            raise RunnerUnavailableError("the program runner is shutting down")
-        context = RunContext(
-            run_id=run.id,
+        self._check_started()
+        template, params = await _in_thread(self._validate, program_name)
+        run = await _in_thread(
+            self.ledger.enqueue,
             program_name=program_name,
             template_name=template.name,
             backend=self.backend.name,
-            parameters=params,
+            parameters=params.model_dump(mode="json"),
+            actor=actor,
         )
-        capture = RunCapture(
-            limit=self.config.log_limit, level=self.config.log_level, echo=self.config.echo_output
-        )
-        job = _Job(run.id, ProgramCall(template, context), capture)
-        self._jobs[run.id] = job
-        # A fresh context: nothing of the caller's (an open transaction) leaks into the run.
-        job.task = asyncio.get_running_loop().create_task(
-            self._drive(job, slots), name=f"program-run-{run.id}", context=contextvars.Context()
-        )
-        logger.info("run %d of program %r queued by %s", run.id, program_name, actor)
+        if self._coordinator is not None:
+            self._coordinator.wake()
+        logger.info("run %s of program %r queued by %s", run.id, program_name, actor)
         return run
 
     async def stop_run(self, run_id: int, *, actor: str = "internal") -> tuple[ProgramRun, bool]:
-        """Stop a run: a queued one is cancelled at once, a running one is asked to stop.
+        """Stop a run, whichever process executes it: a queued one is cancelled at once, a
+        running one is asked to stop, and the answer waits up to ``stop_wait`` for its end.
 
         Returns:
             the run as it is now, and whether it has ended (else the stop is still going on).
 
         Raises:
             RunNotFound: no such run.
-            RunStateError: it has already ended, or another runner has it.
+            RunStateError: it has already ended.
         """
+        outcome = await _in_thread(self.ledger.request_stop, run_id, actor)
+        if outcome.ended:
+            return outcome.run, True
         job = self._jobs.get(run_id)
-        if job is None or job.task is None:
-            row = await _in_thread(self.history.get, run_id)
-            if RunStatus(row.status).is_final:
-                raise RunStateError(f"run {run_id} has already ended ({row.status})")
-            raise RunStateError(
-                f"run {run_id} is {row.status} but not handled by this process's runner "
-                f"(runner {row.runner!r}); a crashed runner marks it failed when it starts again"
-            )
-        job.request_stop(actor, f"stopped by {actor}")
-        timeout = None if not job.running else self.config.stop_wait
-        await asyncio.wait({job.task}, timeout=timeout)
-        return await _in_thread(self.get_run, run_id), job.task.done()
+        if job is not None:  # ours: no need to wait for the coordinator to notice
+            job.request_stop(actor, f"stopped by {actor}", outcome.run.stop_requested_at)
+        elif self._coordinator is not None:
+            self._coordinator.wake()
+        run = await self.wait_for_run(run_id, timeout=self.config.stop_wait)
+        return run, RunStatus(run.status).is_final
 
     async def wait_for_run(self, run_id: int, timeout: float | None = None) -> ProgramRun:
-        """Wait until the run has ended (or ``timeout`` passed) and return it."""
-        job = self._jobs.get(run_id)
-        if job is not None and job.task is not None:
-            await asyncio.wait({job.task}, timeout=timeout)
-        return await _in_thread(self.get_run, run_id)
-
-    def get_run(self, run_id: int) -> ProgramRun:
-        """A run, with the logs and output so far while it is going on.
+        """Wait until the run has ended (or ``timeout`` passed) and return it; the run may
+        execute in any process.
 
         Raises:
             RunNotFound: no such run.
         """
-        job = self._jobs.get(run_id)
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        while True:
+            job = self._jobs.get(run_id)
+            left = (
+                None if deadline is None else max(0.0, deadline - asyncio.get_running_loop().time())
+            )
+            if job is not None and job.task is not None:
+                await asyncio.wait({job.task}, timeout=left)
+            run = await _in_thread(self.get_run, run_id)
+            if RunStatus(run.status).is_final or (left is not None and left <= 0):
+                return run
+            await asyncio.sleep(min(0.05, left) if left is not None else 0.05)
+
+    def get_run(self, run_id: int) -> ProgramRun:
+        """A run; while it goes on, with the logs and output so far (from memory in the
+        process that executes it, from the database in the others).
+
+        Raises:
+            RunNotFound: no such run.
+        """
         row = self.history.get(run_id)
-        return job.live(row) if job is not None else row
+        job = self._jobs.get(run_id)
+        if job is not None:
+            return job.live(row)
+        if row.status != RunStatus.running.value:
+            return row
+        texts = read_text(run_id)
+        return ProgramRun.model_validate(
+            {**row.model_dump(), "output": texts["output"], "logs": texts["log"]}
+        )
 
     def list_runs(
         self,
@@ -271,25 +284,33 @@ class Runner:
         limit: int | None = None,
         offset: int = 0,
     ) -> tuple[list[ProgramRun], int]:
-        """Runs, newest first, filtered by program and status; and how many match in all."""
-        rows, total = self.history.find(
+        """Runs, newest first, filtered by program and status; and how many match in all.
+
+        The rows are as stored: the output of runs still going on is in :meth:`get_run`.
+        """
+        return self.history.find(
             program_name=program_name, statuses=statuses, limit=limit, offset=offset
         )
-        jobs = dict(self._jobs)
-        return [jobs[r.id].live(r) if r.id in jobs else r for r in rows], total
+
+    def run_lines(
+        self, run_id: int, *, after: int = 0, limit: int = 1000, stream: Stream | None = None
+    ) -> list[ProgramRunLine]:
+        """A page of a run's output lines and log records, as written while it ran.
+
+        Raises:
+            RunNotFound: no such run.
+        """
+        self.history.get(run_id)
+        return read_lines(run_id, after=after, limit=limit, stream=stream)
 
     # -- internals -------------------------------------------------------------------------
 
-    def _check_capacity(self) -> None:
-        active = len(self._jobs) + self._reserved
-        slots = self.config.max_concurrent
-        if self.config.when_busy == "reject" and active >= slots:
-            raise RunnerBusyError(
-                f"a program is already running ({active} of {slots} slots taken); stop it or "
-                "try again when it has ended"
+    def _check_started(self) -> None:
+        if not self._accepting:
+            raise RunnerUnavailableError(
+                "the program runner is not running: start the app's lifespan (for tests: "
+                "`with TestClient(app)`), or it is shutting down"
             )
-        if active >= slots + self.config.max_queued:
-            raise RunnerBusyError(f"the run queue is full ({self.config.max_queued} waiting)")
 
     def _validate(self, program_name: str) -> tuple[Template, Any]:
         instance = self.store.get_program(program_name)
@@ -298,16 +319,69 @@ class Runner:
         check_runnable(template, self.backend.name, self.backend.resources)
         return template, params
 
-    async def _drive(self, job: _Job, slots: asyncio.Semaphore) -> None:
+    def _from_thread(self, callback: Callable[..., None], *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(callback, *args)
+
+    def _claimed(self, run: ProgramRun) -> None:
+        # In the coordinator's thread: a run this process claimed; its template and parameters
+        # as this process's code has them (another process validated them at the start).
+        if run.id is None:  # never: a stored row has its id
+            return
+        try:
+            template = self.store.usable_template(run.template_name)
+            params = template.validate(run.parameters)
+            check_runnable(template, self.backend.name, self.backend.resources)
+        except Exception as exc:
+            self.ledger.finish(run.id, RunStatus.failed, actor=RUNNER_ACTOR, error=_describe(exc))
+            logger.warning("run %d cannot run in this process: %s", run.id, exc)
+            return
+        context = RunContext(
+            run_id=run.id,
+            program_name=run.program_name,
+            template_name=template.name,
+            backend=self.backend.name,
+            parameters=params,
+        )
+        self._from_thread(self._launch, ProgramCall(template, context))
+
+    def _launch(self, call: ProgramCall) -> None:
+        # On the loop: the claimed run starts now.
+        run_id = call.context.run_id
+        capture = RunCapture(
+            limit=self.config.log_limit,
+            level=self.config.log_level,
+            echo=self.config.echo_output,
+            lines=LineBuffer(run_id, self.config.log_limit),
+        )
+        job = _Job(run_id, call, capture)
+        self._jobs[run_id] = job
+        # A fresh context: nothing of the caller's (an open transaction) leaks into the run.
+        job.task = asyncio.get_running_loop().create_task(
+            self._drive(job), name=f"program-run-{run_id}", context=contextvars.Context()
+        )
+        if not self._accepting:
+            job.request_stop(RUNNER_ACTOR, "stopped: the app shut down")
+
+    def _stop_requested(self, run: ProgramRun) -> None:
+        job = self._jobs.get(run.id or 0)
+        if job is not None:
+            actor = run.stopped_by or "internal"
+            job.request_stop(actor, f"stopped by {actor}", run.stop_requested_at)
+
+    def _lease_lost(self, run_id: int) -> None:
+        job = self._jobs.get(run_id)
+        if job is not None:
+            job.request_stop(RUNNER_ACTOR, "stopped: another process ended this run")
+
+    async def _drive(self, job: _Job) -> None:
         status, error, trace, result = RunStatus.completed, None, None, None
         try:
-            async with slots:
-                job.running = True
-                await _in_thread(self.history.mark_running, job.run_id)
-                job.call.context.raise_if_stopped()  # stopped before it began: never start it
-                capture_routing.ensure()  # sys.stdout may have been replaced since startup
-                with job.capture.active():
-                    result = await self.backend.run(job.call)
+            job.call.context.raise_if_stopped()  # stopped before it began: never start it
+            capture_routing.ensure()  # sys.stdout may have been replaced since startup
+            with job.capture.active():
+                result = await self.backend.run(job.call)
             if job.stopped_by is not None:
                 status = RunStatus.cancelled
         except asyncio.CancelledError as exc:
@@ -340,9 +414,9 @@ class Runner:
         if self._jobs.get(job.run_id) is not job:
             return  # recorded already
         try:
-            await _in_thread(
-                self.history.finish,
-                job.run_id,
+            recorded = await _in_thread(
+                self._finish,
+                job,
                 status,
                 actor=actor or RUNNER_ACTOR,
                 error=error,
@@ -353,11 +427,24 @@ class Runner:
                 stopped_by=job.stopped_by,
                 stop_requested_at=job.stop_requested_at,
             )
-            logger.info("run %d %s", job.run_id, status.value)
+            if recorded:
+                logger.info("run %d %s", job.run_id, status.value)
+            else:
+                logger.error(
+                    "run %d ended %s, but another process had ended it", job.run_id, status
+                )
         except Exception:
             logger.exception("could not record the end of run %d", job.run_id)
         finally:
             self._jobs.pop(job.run_id, None)
+            if self._coordinator is not None:
+                self._coordinator.wake()  # a slot is free: claim the next queued run
+
+    def _finish(self, job: _Job, status: RunStatus, *, actor: str, **fields: Any) -> bool:
+        lines = job.capture.lines
+        if lines is not None:
+            write_lines(lines.take())
+        return self.ledger.finish(job.run_id, status, actor=actor, **fields)
 
 
 async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -6,9 +6,12 @@ Routes, under ``/api/v2`` by default::
     GET  /programs/{program_name}/runs   the program's runs, newest first
     GET  /runs                           every run, newest first
     GET  /runs/{run_id}                  one run, with its logs so far while it runs
+    GET  /runs/{run_id}/logs             its output lines and log records, paged by ``seq``
     POST /runs/{run_id}/stop             stop it (200 ended, 202 stop requested, 409 ended)
 
-Lists take ``status`` (repeatable), ``limit`` and ``offset``; the total is in ``X-Total-Count``.
+Every route works on every process of the cell, whichever process executes the run. Lists
+take ``status`` (repeatable), ``limit`` and ``offset``; the total is in ``X-Total-Count``; they
+leave out the output, the logs and the traceback (``GET /runs/{run_id}`` has them).
 Starting and stopping need the ``X-User`` header (400 without): the audit actor, stored as
 ``started_by``/``stopped_by``. The router's lifespan starts and stops the runner, so mounting
 it with ``app.include_router`` is all the wiring an app needs.
@@ -17,7 +20,7 @@ it with ``app.include_router`` is all the wiring an app needs.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.params import Depends
@@ -28,7 +31,7 @@ from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.http import RouteAuth, StorageRoute, require_actor
 
-__all__ = ["MAX_LIMIT", "RunRead", "build_runs_router"]
+__all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 
 Actor = Annotated[str, Depends(require_actor)]
 ProgramName = Annotated[
@@ -43,20 +46,30 @@ Limit = Annotated[
     int, Query(ge=1, le=MAX_LIMIT, description=f"Runs per page (at most {MAX_LIMIT}).")
 ]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Runs to skip.")]
+MAX_LINES = 10_000
+After = Annotated[int, Query(ge=0, le=2**31, description="Only lines after this ``seq``.")]
+LineLimit = Annotated[
+    int, Query(ge=1, le=MAX_LINES, description=f"Lines per page (at most {MAX_LINES}).")
+]
+StreamFilter = Annotated[
+    Literal["output", "log"] | None,
+    Query(description="Only printed output, or only log records."),
+]
 
 _ERRORS: dict[int, str] = {
     200: "The run has ended (a queued run is cancelled at once)",
     202: "Stop requested: the run is still stopping (its function has not returned yet)",
     400: "The X-User header is missing",
     404: "No such program or run",
-    409: "A run is going (or the queue is full), the run has ended, the template is not in "
-    "the code or needs NOVA, or the runner is not started",
+    409: "A run is going in the cell (or the queue is full), the run has ended, the template "
+    "is not in the code or needs NOVA, the runner is not started, or no process executes "
+    "programs in the cell",
     422: "The program's stored data no longer matches its template",
 }
 
 
-class RunRead(BaseModel):
-    """A program run."""
+class RunSummary(BaseModel):
+    """A program run, as lists show it: without its output, logs and traceback."""
 
     model_config = ConfigDict(from_attributes=True)
 
@@ -64,19 +77,40 @@ class RunRead(BaseModel):
     program_name: str
     template_name: str
     backend: str = Field(description="local, nova, or a custom backend's name.")
+    cell: str = Field(description="The robot cell it runs in.")
     status: RunStatus
     parameters: dict[str, Any] = Field(description="The parameters the run was started with.")
     result: Any = Field(default=None, description="What the function returned (JSON-safe).")
     error: str | None = Field(default=None, description="Why it failed, or who or what stopped it.")
-    traceback: str | None = None
-    logs: str = Field(description="Log records, one a line; so far while the run goes on.")
-    output: str = Field(description="What the program printed; so far while it goes on.")
+    runner: str = Field(description="The process that accepted the start (host:pid:start).")
+    owner: str | None = Field(
+        default=None, description="The process that executes (or executed) it."
+    )
     started_by: str
     stopped_by: str | None = None
     created_at: datetime
     started_at: datetime | None = None
     stop_requested_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class RunRead(RunSummary):
+    """A program run, with what it printed and logged."""
+
+    traceback: str | None = None
+    logs: str = Field(description="Log records, one a line; so far while the run goes on.")
+    output: str = Field(description="What the program printed; so far while it goes on.")
+
+
+class RunLineRead(BaseModel):
+    """A piece of a run's output (a printed line) or one of its log records."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    seq: int = Field(description="Its place in the run; pass the last one seen as ``after``.")
+    stream: Literal["output", "log"]
+    text: str
+    created_at: datetime
 
 
 def build_runs_router(
@@ -125,13 +159,13 @@ def build_runs_router(
         status: Statuses = None,
         limit: Limit = default_limit,
         offset: Offset = 0,
-    ) -> list[RunRead]:
+    ) -> list[RunSummary]:
         """The runs of one program, newest first (also those of a deleted program)."""
         rows, total = runner.list_runs(
             program_name=program_name, statuses=status or (), limit=limit, offset=offset
         )
         response.headers["X-Total-Count"] = str(total)
-        return [RunRead.model_validate(row) for row in rows]
+        return [RunSummary.model_validate(row) for row in rows]
 
     @router.get("/runs", dependencies=reads)
     def list_runs(
@@ -139,16 +173,28 @@ def build_runs_router(
         status: Statuses = None,
         limit: Limit = default_limit,
         offset: Offset = 0,
-    ) -> list[RunRead]:
+    ) -> list[RunSummary]:
         """Every run, newest first."""
         rows, total = runner.list_runs(statuses=status or (), limit=limit, offset=offset)
         response.headers["X-Total-Count"] = str(total)
-        return [RunRead.model_validate(row) for row in rows]
+        return [RunSummary.model_validate(row) for row in rows]
 
     @router.get("/runs/{run_id}", dependencies=reads, responses=_responses(404))
     def get_run(run_id: RunId) -> RunRead:
         """One run; while it goes on, with its logs and output so far."""
         return RunRead.model_validate(runner.get_run(run_id))
+
+    @router.get("/runs/{run_id}/logs", dependencies=reads, responses=_responses(404))
+    def get_run_lines(
+        run_id: RunId,
+        after: After = 0,
+        limit: LineLimit = 1000,
+        stream: StreamFilter = None,
+    ) -> list[RunLineRead]:
+        """The run's printed lines and log records in order, from ``seq`` ``after`` on; written
+        while it runs (every ``flush_interval``), so another server sees them too."""
+        lines = runner.run_lines(run_id, after=after, limit=limit, stream=stream)
+        return [RunLineRead.model_validate(line) for line in lines]
 
     @router.post(
         "/runs/{run_id}/stop",

@@ -2,7 +2,8 @@
 
 What is done: create missing tables (in foreign-key order), add nullable columns, add required
 columns that have a scalar default (existing rows get that default), create missing non-unique
-indexes. What is refused: anything that would lose data or needs a decision, such as a column
+indexes, and unique indexes that cover a column added in the same plan without a default (it is
+NULL in every row, so no two rows can collide). What is refused: anything that would lose data or needs a decision, such as a column
 whose kind of type changed (number, text, time, binary), a new unique constraint or unique
 index on an existing table, a new required column without a default, a new primary-key column.
 Columns the database has and the models do not are left alone.
@@ -13,6 +14,7 @@ A plan with a refusal is never half-applied: :func:`apply_sqlmodel_migrations` r
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -172,7 +174,10 @@ def _plan_uniques_and_indexes(
         if index.name in index_names or names in index_sets:
             continue
         if index.unique:
-            if names not in unique_sets:
+            if names <= columns_after and _holds_only_nulls(table, names, plan):
+                # A column of it is added now, NULL in every row: no two rows can collide.
+                plan.steps.append(MigrationStep("create_index", table.name, index.name))
+            elif names not in unique_sets:
                 plan.problems.append(
                     MigrationProblem(table.name, ",".join(sorted(names)), "new unique index")
                 )
@@ -180,21 +185,43 @@ def _plan_uniques_and_indexes(
             plan.steps.append(MigrationStep("create_index", table.name, index.name))
 
 
+def _holds_only_nulls(table: Table, names: frozenset[str], plan: MigrationPlan) -> bool:
+    added = {step.name for step in plan.steps if step.kind == "add_column"}
+    return any(
+        name in added
+        and table.c[name].nullable
+        and table.c[name].server_default is None
+        and not _scalar_default(table.c[name])[0]
+        for name in names
+    )
+
+
+def _selected(metadata: MetaData, tables: Iterable[str] | None) -> list[Table]:
+    if tables is None:
+        return list(metadata.sorted_tables)
+    wanted = set(tables)
+    return [table for table in metadata.sorted_tables if table.name in wanted]
+
+
 def plan_sqlmodel_migrations(
-    metadata: MetaData | None = None, *, engine: Engine | None = None
+    metadata: MetaData | None = None,
+    *,
+    engine: Engine | None = None,
+    tables: Iterable[str] | None = None,
 ) -> MigrationPlan:
     """Compare the models' metadata with the database and return the plan; changes nothing.
 
     Args:
         metadata: the metadata to bring the database to; default ``SQLModel.metadata``.
         engine: default :func:`storage.database.get_engine`.
+        tables: only these tables (by name); default every table of ``metadata``.
     """
     metadata = metadata if metadata is not None else SQLModel.metadata
     engine = engine if engine is not None else database.get_engine()
     inspector = inspect(engine)
     existing_tables = set(inspector.get_table_names())
     plan = MigrationPlan()
-    for table in metadata.sorted_tables:
+    for table in _selected(metadata, tables):
         if table.name not in existing_tables:
             plan.steps.append(MigrationStep("create_table", table.name))
             continue
@@ -218,9 +245,17 @@ def _add_column(connection: Connection, table: Table, column: Column[Any]) -> No
 
 
 def apply_sqlmodel_migrations(
-    metadata: MetaData | None = None, *, engine: Engine | None = None
+    metadata: MetaData | None = None,
+    *,
+    engine: Engine | None = None,
+    tables: Iterable[str] | None = None,
 ) -> MigrationPlan:
     """Apply the additive plan in one transaction and return it.
+
+    Args:
+        metadata: the metadata to bring the database to; default ``SQLModel.metadata``.
+        engine: default :func:`storage.database.get_engine`.
+        tables: only these tables (by name); default every table of ``metadata``.
 
     Raises:
         MigrationError: the plan has problems; the message names each table and column, and
@@ -228,7 +263,7 @@ def apply_sqlmodel_migrations(
     """
     metadata = metadata if metadata is not None else SQLModel.metadata
     engine = engine if engine is not None else database.get_engine()
-    plan = plan_sqlmodel_migrations(metadata, engine=engine)
+    plan = plan_sqlmodel_migrations(metadata, engine=engine, tables=tables)
     if plan.problems:
         listed = "; ".join(str(problem) for problem in plan.problems)
         raise MigrationError(f"auto-migration refused, nothing was changed: {listed}")

@@ -306,6 +306,7 @@ def test_exactly_the_seed_routes_with_typed_schemas(client: TestClient) -> None:
         ("/api/v2/runs", "get"),
         ("/api/v2/runs/{run_id}", "get"),
         ("/api/v2/runs/{run_id}/stop", "post"),
+        ("/api/v2/runs/{run_id}/logs", "get"),
     }
     schemas = spec["components"]["schemas"]
     assert {"TemplateRead", "ProgramRead", "ProgramCreate", "ProgramUpdate", "DatabaseStats",

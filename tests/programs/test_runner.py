@@ -3,14 +3,20 @@ output apart, on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 
 from programs import ProgramCall, ProgramStore, RunnerBackend, RunnerConfig, setup
+from programs.cells import Instance
 from programs.history import RunHistory
+from programs.tables import ProgramRun
+from storage.auditor import utcnow
 from support.runs import Serve, audit_of, start, wait_for, wait_running
 from support.testclient import TestClient
 
@@ -126,27 +132,40 @@ def test_queued_runs_wait_their_turn_and_can_be_cancelled(serve: Serve) -> None:
     assert audit_of(second["id"]) == [("create", "ada", "queued"), ("update", "bob", "cancelled")]
 
 
-def test_runs_left_active_by_a_crash_fail_when_the_app_starts(serve: Serve) -> None:
-    history = RunHistory()
-    fields: dict[str, Any] = {
-        "program_name": "greet", "template_name": "greet", "backend": "local",
-        "parameters": {}, "actor": "ada",
-    }  # fmt: skip
-    queued = history.create(runner="default", **fields)
-    running = history.create(runner="default", **fields)
-    other = history.create(runner="cell-2", **fields)
-    for run in (running, other):
-        history.mark_running(run.id or 0)
-    with serve() as client:
+def _left_behind(owner: str | None, status: str, heartbeat_age: float | None) -> int:
+    now = utcnow()
+    run = RunHistory().runs.insert(
+        ProgramRun(
+            program_name="greet", template_name="greet", backend="local", parameters={},
+            status=status, owner=owner, slot=None,
+            heartbeat_at=None if heartbeat_age is None else now - timedelta(seconds=heartbeat_age),
+            started_at=now if status == "running" else None,
+        ),
+        actor="ada",
+    )  # fmt: skip
+    return run.id or 0
+
+
+def test_runs_left_behind_by_dead_processes_end_when_the_app_starts(serve: Serve) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    host = Instance.this_process().host
+    queued = _left_behind(None, "queued", None)
+    killed = _left_behind(f"{host}:{gone.stdout.strip()}:1", "running", 0)
+    silent = _left_behind("machine-b:4242:1", "running", 60)
+    alive = _left_behind("machine-b:4343:1", "running", 0)
+    with serve(stop_wait=0.1) as client:
         runs = {run["id"]: run for run in client.get("/api/v2/runs").json()}
-    assert runs[queued.id or 0]["status"] == "failed"
-    assert "while this run was queued (a crash or a kill)" in runs[queued.id or 0]["error"]
-    assert runs[running.id or 0]["status"] == "failed"
-    assert "was running" in runs[running.id or 0]["error"]
-    assert runs[other.id or 0]["status"] == "running"  # another runner's: left alone
-    with serve() as client:
-        response = client.post(f"/api/v2/runs/{other.id}/stop", headers=BOB)
-    assert response.status_code == 409 and "runner 'cell-2'" in response.json()["detail"]
+        stop = client.post(f"/api/v2/runs/{alive}/stop", headers=BOB)
+    assert runs[queued]["status"] == "failed"
+    assert "it was not run when the cell started again" in runs[queued]["error"]
+    assert runs[killed]["status"] == "failed"
+    assert "its process no longer exists (a crash or a kill)" in runs[killed]["error"]
+    assert runs[silent]["status"] == "failed"
+    assert "(machine-b:4242:1) stopped answering; last heartbeat at" in runs[silent]["error"]
+    assert runs[alive]["status"] == "running"  # another live process's run: left alone
+    assert stop.status_code == 202  # recorded; the process running it stops it
+    assert (stop.json()["stopped_by"], stop.json()["status"]) == ("bob", "running")
 
 
 def test_shutdown_stops_every_run_and_records_it(serve: Serve) -> None:
@@ -195,7 +214,9 @@ def test_logs_and_output_are_readable_while_the_run_goes_on(serve: Serve) -> Non
         run = wait_running(client, start(client, "wait_async")["id"])
         assert run["finished_at"] is None
         listed = client.get("/api/v2/programs/wait_async/runs").json()[0]
-        assert (listed["status"], listed["output"]) == ("running", "waiting\n")
+        assert listed["status"] == "running"
+        assert "output" not in listed and "logs" not in listed  # lists stay light
+        assert client.get(f"/api/v2/runs/{run['id']}").json()["output"] == "waiting\n"
         client.post(f"/api/v2/runs/{run['id']}/stop", headers=BOB)
 
 

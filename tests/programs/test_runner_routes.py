@@ -144,7 +144,12 @@ def test_the_routes_have_typed_schemas(serve: Serve) -> None:
     stop_op = schema["paths"]["/api/v2/runs/{run_id}/stop"]["post"]
     assert {"200", "202", "404", "409"} <= set(stop_op["responses"])
     listed = schema["paths"]["/api/v2/runs"]["get"]["responses"]["200"]["content"]
-    assert listed["application/json"]["schema"]["items"] == {"$ref": "#/components/schemas/RunRead"}
+    summary = {"$ref": "#/components/schemas/RunSummary"}
+    assert listed["application/json"]["schema"]["items"] == summary
+    lines = schema["paths"]["/api/v2/runs/{run_id}/logs"]["get"]["responses"]["200"]["content"]
+    assert lines["application/json"]["schema"]["items"] == {
+        "$ref": "#/components/schemas/RunLineRead"
+    }
     run_read = schema["components"]["schemas"]["RunRead"]
     assert run_read["properties"]["status"] == {"$ref": "#/components/schemas/RunStatus"}
 
