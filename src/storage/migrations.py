@@ -2,11 +2,12 @@
 
 What is done: create missing tables (in foreign-key order), add nullable columns, add required
 columns that have a scalar default (existing rows get that default), create missing non-unique
-indexes, and unique indexes that cover a column added in the same plan without a default (it is
-NULL in every row, so no two rows can collide). What is refused: anything that would lose data or needs a decision, such as a column
-whose kind of type changed (number, text, time, binary), a new unique constraint or unique
-index on an existing table, a new required column without a default, a new primary-key column.
-Columns the database has and the models do not are left alone.
+indexes, and unique indexes that cover a column added in the same plan without a default (it
+is NULL in every row, so no two rows can collide). What is refused: anything that would lose
+data or needs a decision, such as a column whose kind of type changed (number, text, time,
+binary), any other new unique constraint or unique index on an existing table, a new required
+column without a default, a new primary-key column. Columns the database has and the models do
+not are left alone.
 
 A plan with a refusal is never half-applied: :func:`apply_sqlmodel_migrations` raises
 :class:`~storage.errors.MigrationError` before changing anything.
