@@ -42,11 +42,12 @@ from programs.extension import ProgramsExtension, ProgramSource, setup
 from programs.registry import ProgramRegistry
 from programs.router import build_programs_router
 from programs.runner import Runner
-from programs.runs_router import RunRead, build_runs_router
+from programs.runs_router import RunLineRead, RunRead, RunSummary, build_runs_router
 from programs.store import ProgramStore
 from programs.sync import SyncReport
-from programs.tables import ProgramInstance, ProgramRun, ProgramTemplate, RunStatus
+from programs.tables import ProgramInstance, ProgramRun, ProgramRunLine, ProgramTemplate, RunStatus
 from programs.template import BaseProgramModel, Template, program
+from programs.worker import run_worker, serve_runner
 
 __all__ = [
     "BackendError",
@@ -67,6 +68,7 @@ __all__ = [
     "ProgramNotRunnable",
     "ProgramRegistry",
     "ProgramRun",
+    "ProgramRunLine",
     "ProgramSource",
     "ProgramStore",
     "ProgramTemplate",
@@ -74,9 +76,11 @@ __all__ = [
     "RunCancelled",
     "RunContext",
     "RunNotFound",
+    "RunLineRead",
     "RunRead",
     "RunStateError",
     "RunStatus",
+    "RunSummary",
     "Runner",
     "RunnerBackend",
     "RunnerBusyError",
@@ -90,5 +94,7 @@ __all__ = [
     "build_programs_router",
     "build_runs_router",
     "program",
+    "run_worker",
+    "serve_runner",
     "setup",
 ]

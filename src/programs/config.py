@@ -43,7 +43,8 @@ class RunnerConfig:
             :attr:`lease_timeout` for the others).
         lease_timeout: seconds without a heartbeat after which a running run is ended as
             ``failed`` by any other live process, and its slot is free again.
-        heartbeat_interval: seconds between two heartbeats of this process.
+        heartbeat_interval: seconds between two heartbeats of this process (default a fifth
+            of ``lease_timeout``: 3 s).
         poll_interval: seconds between two looks at the cell for stop requests and queued
             runs (PostgreSQL wakes runners at once with ``LISTEN/NOTIFY``; this is a fallback).
         flush_interval: seconds a run's output waits at most before it is written to the
@@ -66,7 +67,7 @@ class RunnerConfig:
     echo_output: bool = True
     recover: bool = True
     lease_timeout: float = 15.0
-    heartbeat_interval: float = 3.0
+    heartbeat_interval: float | None = None
     poll_interval: float = 0.25
     flush_interval: float = 0.2
     name: str | None = None
@@ -79,13 +80,22 @@ class RunnerConfig:
             raise ValueError(f"when_busy must be 'reject' or 'queue', not {self.when_busy!r}")
         if not self.cell or len(self.cell) > NAME_LENGTH:
             raise ValueError(f"cell must be 1 to {NAME_LENGTH} characters")
-        if min(self.poll_interval, self.flush_interval, self.heartbeat_interval) <= 0:
-            raise ValueError("poll_interval, flush_interval and heartbeat_interval must be > 0")
-        if self.lease_timeout < 2 * self.heartbeat_interval:
+        if self.heartbeat_interval is None:
+            object.__setattr__(self, "heartbeat_interval", self.lease_timeout / 5)
+        if min(self.poll_interval, self.flush_interval, self.heartbeat) <= 0:
+            raise ValueError(
+                "poll_interval, flush_interval, heartbeat_interval and lease_timeout must be > 0"
+            )
+        if self.lease_timeout < 2 * self.heartbeat:
             raise ValueError(
                 "lease_timeout must be at least twice heartbeat_interval, or a slow heartbeat "
                 "would end live runs"
             )
+
+    @property
+    def heartbeat(self) -> float:
+        """Seconds between two heartbeats (:attr:`heartbeat_interval`, resolved)."""
+        return self.heartbeat_interval or self.lease_timeout / 5
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **options: Any) -> RunnerConfig:
@@ -95,7 +105,8 @@ class RunnerConfig:
         is set, else ``local``; NOVA settings come from ``NOVA_API``, ``NOVA_ACCESS_TOKEN``
         and ``CELL_NAME``; the cell is ``CELL_NAME`` (else ``default``);
         ``PROGRAMS_RUNNER_WHEN_BUSY`` is ``reject`` or ``queue``; ``PROGRAMS_RUNNER_EXECUTE=0``
-        makes an API-only process. ``options`` override any of it.
+        makes an API-only process; ``PROGRAMS_RUNNER_LEASE_TIMEOUT`` is in seconds.
+        ``options`` override any of it.
         """
         env = os.environ if environ is None else environ
         backend = env.get("PROGRAMS_RUNNER_BACKEND") or ("nova" if env.get("NOVA_API") else "local")
@@ -104,6 +115,8 @@ class RunnerConfig:
             values["nova"] = NovaSettings.from_env(env)
         if env.get("PROGRAMS_RUNNER_WHEN_BUSY"):
             values["when_busy"] = env["PROGRAMS_RUNNER_WHEN_BUSY"]
+        if env.get("PROGRAMS_RUNNER_LEASE_TIMEOUT"):
+            values["lease_timeout"] = float(env["PROGRAMS_RUNNER_LEASE_TIMEOUT"])
         if env.get("PROGRAMS_RUNNER_EXECUTE"):
             values["execute"] = env["PROGRAMS_RUNNER_EXECUTE"].strip().lower() not in _FALSE
         return cls(**{**values, **options})

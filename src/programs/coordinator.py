@@ -108,7 +108,7 @@ class Coordinator:
             self._wake.clear()
             try:
                 if time.monotonic() >= next_beat:
-                    next_beat = time.monotonic() + self.config.heartbeat_interval
+                    next_beat = time.monotonic() + self.config.heartbeat
                     self._heartbeat()
                 self._flush()
                 if self.config.execute:
@@ -125,7 +125,7 @@ class Coordinator:
         if self._executing():
             return self.config.flush_interval
         if self.listening:
-            return self.config.heartbeat_interval
+            return self.config.heartbeat
         return self.config.poll_interval
 
     def _heartbeat(self) -> None:

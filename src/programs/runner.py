@@ -265,8 +265,8 @@ class Runner:
         Raises:
             RunNotFound: no such run.
         """
+        job = self._jobs.get(run_id)  # before the row: a run claimed meanwhile reads as running
         row = self.history.get(run_id)
-        job = self._jobs.get(run_id)
         if job is not None:
             return job.live(row)
         if row.status != RunStatus.running.value:

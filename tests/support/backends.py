@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, inspect, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlmodel import SQLModel
 
@@ -88,3 +92,38 @@ def wipe(url: str) -> None:
         metadata.drop_all(engine)
     finally:
         engine.dispose()
+
+
+def _require(name: str) -> Engine:
+    engine = _engine(name)
+    if engine is None:
+        message = f"{name} is not reachable at {SERVER_URLS[name]}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return engine
+
+
+@contextmanager
+def scratch_database(name: str) -> Iterator[str]:
+    """A new, empty database with a unique name on the server ``name`` (``postgresql`` or
+    ``mariadb``), for tests whose servers run in other processes; dropped afterwards."""
+    _require(name)
+    database = f"ms_test_{uuid.uuid4().hex[:12]}"
+    server = make_url(SERVER_URLS[name])
+    admin = create_engine(
+        server.set(database="postgres" if name == "postgresql" else None),
+        isolation_level="AUTOCOMMIT",
+    )
+    quoted = admin.dialect.identifier_preparer.quote(database)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+        try:
+            yield server.set(database=database).render_as_string(hide_password=False)
+        finally:
+            force = " WITH (FORCE)" if name == "postgresql" else ""
+            with admin.connect() as connection:
+                connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+    finally:
+        admin.dispose()

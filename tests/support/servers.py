@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -24,15 +25,43 @@ def free_port() -> int:
         return port
 
 
-@contextmanager
-def served(args: list[str], *, env: dict[str, str], ready_path: str) -> Iterator[httpx.Client]:
-    """Run ``python *args`` (which must take ``--port``) and yield a client once it answers.
+class Server:
+    """A server process and a client for it."""
 
-    The server's output is kept and shown when it does not come up within 30 s.
+    def __init__(self, process: subprocess.Popen[str], client: httpx.Client) -> None:
+        self.process = process
+        self.client = client
+
+    def kill(self) -> None:
+        """``kill -9``: the process ends at once, nothing of its shutdown runs."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def terminate(self) -> None:
+        """``SIGTERM``: a clean shutdown (the app's lifespan ends); waits for the exit."""
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def output(self) -> str:
+        """What the process printed (once it has ended)."""
+        if self.process.poll() is None or self.process.stdout is None:
+            return ""
+        return self.process.stdout.read()
+
+
+@contextmanager
+def server_process(
+    args: list[str], *, env: dict[str, str], ready_path: str | None, port: int | None = None
+) -> Iterator[Server]:
+    """Run ``python *args --port PORT`` and yield it once ``ready_path`` answers 200
+    (``ready_path=None``: at once, for processes that serve no HTTP and take no port).
+
+    The process's output is kept and shown when it does not come up within 30 s.
     """
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, *args, "--port", str(port)],
+    port = port or free_port()
+    command = [sys.executable, *args] + (["--port", str(port)] if ready_path else [])
+    process = subprocess.Popen(
+        command,
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
@@ -41,22 +70,34 @@ def served(args: list[str], *, env: dict[str, str], ready_path: str) -> Iterator
     )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if client.get(ready_path).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    output = server.communicate()[0]
-                    raise RuntimeError(f"the server did not come up:\n{output}")
-                time.sleep(0.1)
-            yield client
+            if ready_path is not None:
+                _wait_until_ready(process, client, ready_path)
+            yield Server(process, client)
     finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(timeout=10)
-        if server.stdout is not None:
-            server.stdout.close()
+        if process.poll() is None:
+            process.terminate()
+            process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _wait_until_ready(process: subprocess.Popen[str], client: httpx.Client, path: str) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if client.get(path).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            output = process.communicate()[0]
+            raise RuntimeError(f"the server did not come up:\n{output}")
+        time.sleep(0.1)
+
+
+@contextmanager
+def served(args: list[str], *, env: dict[str, str], ready_path: str) -> Iterator[httpx.Client]:
+    """Run ``python *args`` (which must take ``--port``) and yield a client once it answers."""
+    with server_process(args, env=env, ready_path=ready_path) as server:
+        yield server.client

@@ -1,0 +1,33 @@
+"""An app server of a robot cell for the tests with several processes on one database.
+
+Configured from the environment, as a deployment would be: ``STORAGE_DATABASE_URL``,
+``CELL_NAME``, ``PROGRAMS_RUNNER_WHEN_BUSY``, ``PROGRAMS_RUNNER_EXECUTE``,
+``PROGRAMS_RUNNER_LEASE_TIMEOUT``; ``CELL_APP_LABEL`` names the process in its instance id (a
+label other than the host name makes it look like another machine to the other processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import uvicorn
+from fastapi import FastAPI
+
+from programs import RunnerConfig, setup
+from storage import bootstrap
+
+
+def create_app() -> FastAPI:
+    app = FastAPI()
+    bootstrap(app, database_url=os.environ["STORAGE_DATABASE_URL"], max_records_per_model=None)
+    config = RunnerConfig.from_env(name=os.environ.get("CELL_APP_LABEL") or None)
+    setup(app, "support.cell_programs", runner=config)
+    return app
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    port = parser.parse_args().port
+    uvicorn.run(create_app(), host="127.0.0.1", port=port, log_level="warning")
