@@ -70,8 +70,8 @@ class LineBuffer:
         if len(text) > room:
             self._full.add(stream)
             text = text[:room] + (
-                f"\n[the live {stream} keeps the first {self._limit} characters; the run's "
-                f"final {'output' if stream == 'output' else 'logs'} keep the newest]\n"
+                f"\n[the live {stream} stops at {self._limit} characters; the run's final "
+                f"{stream} keeps the newest]\n"
             )
         self._kept[stream] += len(text)
         self._seq += 1

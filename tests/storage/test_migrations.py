@@ -160,3 +160,34 @@ def test_columns_only_in_the_database_are_left_alone() -> None:
 
 def test_default_metadata_is_the_sqlmodel_one() -> None:
     assert plan_sqlmodel_migrations().is_empty  # the fixture created every model table
+
+
+def test_a_unique_index_over_a_new_nullable_column_is_created() -> None:
+    seed_v1()
+    metadata = machine_v1()
+    table = metadata.tables["mig_machine"]
+    table.append_column(Column("slot", Integer, nullable=True))
+    Index("uq_mig_machine_name_slot", table.c.name, table.c.slot, unique=True)
+    plan = apply_sqlmodel_migrations(metadata, tables=["mig_machine"])
+    assert [str(step) for step in plan.steps] == [
+        "add column mig_machine.slot",
+        "add index mig_machine.uq_mig_machine_name_slot",
+    ]
+    engine = database.get_engine()
+    indexes = {i["name"]: i for i in inspect(engine).get_indexes("mig_machine")}
+    assert indexes["uq_mig_machine_name_slot"]["unique"]
+    with engine.begin() as connection:  # NULLs never collide; a second equal pair does
+        connection.execute(
+            insert(table), [{"name": "press", "slot": None}, {"name": "press", "slot": 1}]
+        )
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        with engine.begin() as connection:
+            connection.execute(insert(table), [{"name": "press", "slot": 1}])
+    assert plan_sqlmodel_migrations(metadata, tables=["mig_machine"]).is_empty
+
+
+def test_tables_limits_the_plan() -> None:
+    seed_v1()
+    v2 = machine_v2()
+    plan = plan_sqlmodel_migrations(v2, tables=["mig_axis"])
+    assert [str(step) for step in plan.steps] == ["create table mig_axis"]

@@ -1,7 +1,13 @@
-"""Which database servers the tests run against, and how to give each test a clean one."""
+"""Which database servers the tests run against, and how to give each test a clean one.
+
+The tests never touch a database they did not create: each test session creates its own
+database on each server (``ms_test_<pid>_<random>``) and drops it when it ends; tests whose
+servers run in other processes take a fresh one each (:func:`scratch_database`).
+"""
 
 from __future__ import annotations
 
+import atexit
 import os
 import uuid
 from collections.abc import Iterator
@@ -19,37 +25,68 @@ POSTGRES_URL = os.environ.get(
 MARIADB_URL = os.environ.get("STORAGE_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 SERVER_URLS = {"postgresql": POSTGRES_URL, "mariadb": MARIADB_URL}
+"""The servers; the tests connect to them there only to create databases of their own."""
+
 _engines: dict[str, Engine | None] = {}
-_dropped_once: set[str] = set()
 
 
 def _engine(name: str) -> Engine | None:
+    """An engine on this test session's own database on the server (created on first use,
+    dropped when the session ends); ``None`` when the server is not reachable."""
     if name not in _engines:
-        engine = create_engine(SERVER_URLS[name])
         try:
-            with engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
-            _engines[name] = engine
+            url = _create_database(name, f"ms_test_{os.getpid()}_{uuid.uuid4().hex[:8]}")
         except OperationalError:
-            engine.dispose()
             _engines[name] = None
+        else:
+            _engines[name] = create_engine(url)
+            atexit.register(_drop_session_database, name)
     return _engines[name]
 
 
+def _admin(name: str) -> Engine:
+    server = make_url(SERVER_URLS[name])
+    return create_engine(
+        server.set(database="postgres" if name == "postgresql" else None),
+        isolation_level="AUTOCOMMIT",
+    )
+
+
+def _create_database(name: str, database: str) -> str:
+    admin = _admin(name)
+    try:
+        quoted = admin.dialect.identifier_preparer.quote(database)
+        with admin.connect() as connection:
+            connection.execute(text(f"CREATE DATABASE {quoted}"))
+    finally:
+        admin.dispose()
+    return make_url(SERVER_URLS[name]).set(database=database).render_as_string(False)
+
+
+def _drop_database(name: str, database: str) -> None:
+    admin = _admin(name)
+    try:
+        quoted = admin.dialect.identifier_preparer.quote(database)
+        force = " WITH (FORCE)" if name == "postgresql" else ""
+        with admin.connect() as connection:
+            connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+    finally:
+        admin.dispose()
+
+
+def _drop_session_database(name: str) -> None:
+    engine = _engines.get(name)
+    if engine is not None:
+        engine.dispose()
+        _drop_database(name, str(engine.url.database))
+
+
 def server_url(name: str) -> str:
-    """The URL of a server backend after resetting it; skips (fails on CI) when it is down."""
-    engine = _engine(name)
-    if engine is None:
-        message = f"{name} is not reachable at {SERVER_URLS[name]}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    if name not in _dropped_once:
-        # Tables left by an earlier run may have an older schema: start the run from nothing.
-        wipe(SERVER_URLS[name])
-        _dropped_once.add(name)
+    """The URL of this session's database on a server, after resetting it; skips (fails on
+    CI) when the server is down."""
+    engine = _require(name)
     reset(engine)
-    return SERVER_URLS[name]
+    return engine.url.render_as_string(hide_password=False)
 
 
 def reset(engine: Engine) -> None:
@@ -83,17 +120,6 @@ def reset(engine: Engine) -> None:
             connection.execute(text("SET FOREIGN_KEY_CHECKS = 1"))
 
 
-def wipe(url: str) -> None:
-    """Drop every table in the database at ``url``."""
-    engine = create_engine(url)
-    try:
-        metadata = MetaData()
-        metadata.reflect(engine)
-        metadata.drop_all(engine)
-    finally:
-        engine.dispose()
-
-
 def _require(name: str) -> Engine:
     engine = _engine(name)
     if engine is None:
@@ -109,21 +135,9 @@ def scratch_database(name: str) -> Iterator[str]:
     """A new, empty database with a unique name on the server ``name`` (``postgresql`` or
     ``mariadb``), for tests whose servers run in other processes; dropped afterwards."""
     _require(name)
-    database = f"ms_test_{uuid.uuid4().hex[:12]}"
-    server = make_url(SERVER_URLS[name])
-    admin = create_engine(
-        server.set(database="postgres" if name == "postgresql" else None),
-        isolation_level="AUTOCOMMIT",
-    )
-    quoted = admin.dialect.identifier_preparer.quote(database)
+    database = f"ms_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+    url = _create_database(name, database)
     try:
-        with admin.connect() as connection:
-            connection.execute(text(f"CREATE DATABASE {quoted}"))
-        try:
-            yield server.set(database=database).render_as_string(hide_password=False)
-        finally:
-            force = " WITH (FORCE)" if name == "postgresql" else ""
-            with admin.connect() as connection:
-                connection.execute(text(f"DROP DATABASE IF EXISTS {quoted}{force}"))
+        yield url
     finally:
-        admin.dispose()
+        _drop_database(name, database)
