@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from pydantic import Field
 
@@ -33,4 +34,17 @@ async def chatty(params: Chatty) -> None:
     while True:
         print(f"line {count}", flush=True)
         count += 1
+        await asyncio.sleep(params.tick)
+
+
+class Stamps(BaseProgramModel):
+    lines: int = Field(default=1, ge=1)
+    tick: float = Field(default=0.05, ge=0)
+
+
+@program(name="stamps", model=Stamps)
+async def stamps(params: Stamps) -> None:
+    """Print the wall-clock time, ``lines`` times (the benchmark reads the lags off them)."""
+    for _ in range(params.lines):
+        print(f"{time.time():.6f}", flush=True)
         await asyncio.sleep(params.tick)
