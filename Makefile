@@ -9,7 +9,7 @@ PORT ?= 8000
 # runs the NOVA runner tests against the fake NOVA server; EXTRAS=dev skips it.
 EXTRAS ?= dev,nova
 
-.PHONY: install run test lint bench bench-http clean
+.PHONY: install run test lint bench bench-http bench-cells clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 # HTTP throughput and server memory under uvicorn (uses wrk when installed; ~3-5 minutes).
 bench-http: $(STAMP)
 	$(BIN)/python bench/http.py
+
+# Starts, stops and output across two servers on SQLite and PostgreSQL (~1 minute).
+bench-cells: $(STAMP)
+	$(BIN)/python bench/cells.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
