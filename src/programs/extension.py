@@ -108,14 +108,8 @@ class ProgramsExtension:
             BackendMissingError: the runner's backend needs a package that is not installed.
         """
         if self.create_tables:
-            models = (*_TABLES, *_RUN_TABLES) if self._runner_choice is not False else _TABLES
-            names = [model.__tablename__ for model in models]
-            tables = [SQLModel.metadata.tables[name] for name in names]
-            SQLModel.metadata.create_all(database.get_engine(), tables=tables)
-            # Tables made by an older version get the new columns; refuses nothing that is ours.
-            plan = apply_sqlmodel_migrations(tables=names)
-            for step in plan.steps:
-                logger.info("program tables migrated: %s", step)
+            with database.get_database().schema_lock():
+                self._create_tables()
         if self.sync:
             self.store.sync()
         if app is not None:
@@ -132,6 +126,16 @@ class ProgramsExtension:
                 runs = build_runs_router(self.runner, prefix=self.prefix, auth=self.auth)
                 app.include_router(runs)  # its lifespan starts and stops the runner
                 app.state.runner = self.runner
+
+    def _create_tables(self) -> None:
+        models = (*_TABLES, *_RUN_TABLES) if self._runner_choice is not False else _TABLES
+        names = [model.__tablename__ for model in models]
+        tables = [SQLModel.metadata.tables[name] for name in names]
+        SQLModel.metadata.create_all(database.get_engine(), tables=tables)
+        # Tables made by an older version get the new columns; refuses nothing that is ours.
+        plan = apply_sqlmodel_migrations(tables=names)
+        for step in plan.steps:
+            logger.info("program tables migrated: %s", step)
 
 
 def _resync_after_restores(store: ProgramStore) -> APIRouter:

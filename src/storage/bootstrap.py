@@ -31,6 +31,11 @@ def prepare_database(
     """
     if database_url is not None:
         database.set_database_url(database_url)
+    with database.get_database().schema_lock():  # processes starting at once take turns
+        _prepare(auto_migrate=auto_migrate, create_tables=create_tables)
+
+
+def _prepare(*, auto_migrate: bool, create_tables: bool) -> None:
     engine = database.get_engine()
     if auto_migrate:
         plan = apply_sqlmodel_migrations(engine=engine)

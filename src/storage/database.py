@@ -19,7 +19,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
@@ -86,6 +86,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -
 
 
 _IN_MEMORY = (None, "", ":memory:")
+_SCHEMA_KEY = 7_312_031_009  # the advisory lock key of machine-storage's schema changes
 
 
 def _connect_now(engine: Engine) -> Any:
@@ -279,6 +280,48 @@ class Database:
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 yield connection
+
+    @contextmanager
+    def schema_lock(self, timeout: float = 60.0) -> Iterator[None]:
+        """Hold the database-wide lock for schema changes (creating tables, migrating) for the
+        block, so that processes starting at once (``uvicorn --workers 4``) take turns.
+
+        PostgreSQL: a session advisory lock; MySQL/MariaDB: ``GET_LOCK``; both held on a
+        connection of their own. SQLite needs none: creating tables runs in one ``BEGIN
+        IMMEDIATE`` transaction, which already serialises writers.
+
+        Raises:
+            DatabaseBusyError: the lock was not granted within ``timeout`` seconds.
+        """
+        dialect = self.engine.dialect.name
+        if dialect not in ("postgresql", "mysql", "mariadb"):
+            yield
+            return
+        with translate_driver_errors(), self.engine.connect() as connection:
+            connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql":
+                connection.execute(text(f"SET lock_timeout = '{int(timeout * 1000)}ms'"))
+                connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _SCHEMA_KEY})
+                release = text("SELECT pg_advisory_unlock(:key)")
+            else:
+                taken = connection.execute(
+                    text("SELECT GET_LOCK(:key, :timeout)"),
+                    {"key": f"machine_storage_schema_{_SCHEMA_KEY}", "timeout": int(timeout)},
+                ).scalar()
+                if taken != 1:
+                    raise DatabaseBusyError("another process holds the schema lock")
+                release = text("SELECT RELEASE_LOCK(:key)")
+            try:
+                yield
+            finally:
+                key = (
+                    _SCHEMA_KEY
+                    if dialect == "postgresql"
+                    else f"machine_storage_schema_{_SCHEMA_KEY}"
+                )
+                connection.execute(release, {"key": key})
+                if dialect == "postgresql":
+                    connection.execute(text("RESET lock_timeout"))
 
     def writer_lock(self) -> AbstractContextManager[Any]:
         """The in-process writer lock for SQLite (a no-op context for other engines)."""

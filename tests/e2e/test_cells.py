@@ -232,3 +232,23 @@ def _worker_registered(url: str, cell: str) -> bool:
         return False
     finally:
         engine.dispose()
+
+
+def test_uvicorn_workers_start_at_once_on_a_new_database(database_url: str) -> None:
+    env = {
+        "STORAGE_DATABASE_URL": database_url,
+        "PYTHONPATH": str(ROOT / "tests"),
+        "PROGRAMS_RUNNER_WHEN_BUSY": "queue",
+    }
+    args = ["-m", "uvicorn", "e2e.cell_app:create_app", "--factory", "--workers", "3"]
+    with server_process(args, env=env, ready_path="/db/health") as server:
+        http = server.client
+        create_program(http, "short", "span", seconds=0.02)
+        with ThreadPoolExecutor(6) as pool:
+            started = list(pool.map(lambda _: start_run(http, "short"), range(12)))
+        runs = [wait_run(http, run["id"]) for run in sorted(started, key=lambda r: r["id"])]
+        assert [run["status"] for run in runs] == ["completed"] * 12
+        spans = sorted((moment(r["started_at"]), moment(r["finished_at"])) for r in runs)
+        assert all(end <= begin for (_, end), (begin, _) in zip(spans, spans[1:], strict=False))
+        server.terminate()
+        assert "Traceback" not in server.output()
