@@ -142,18 +142,7 @@ class CellLedger:
                     "(its server stopped); it was not run when the cell started again"
                 )
                 left = self._end_queued(session, self.cell, RunStatus.failed, reason)
-            session.add(
-                RunnerInstance(
-                    id=self.instance.id,
-                    cell=self.cell,
-                    host=self.instance.host,
-                    pid=self.instance.pid,
-                    executes=self.config.execute,
-                    slots=self.config.max_concurrent,
-                    started_at=now,
-                    heartbeat_at=now,
-                )
-            )
+            self._announce(session, now)
         return left
 
     def heartbeat(self, executing: Sequence[int]) -> set[int]:
@@ -174,7 +163,7 @@ class CellLedger:
                 .values(heartbeat_at=now)
             )
             if not getattr(renewed, "rowcount", 1):  # taken for dead meanwhile: here again
-                self._reinsert(session, now)
+                self._announce(session, now)
             mine = and_(
                 col(ProgramRun.owner) == self.instance.id, col(ProgramRun.status) == _RUNNING
             )
@@ -182,7 +171,7 @@ class CellLedger:
             held = set(session.scalars(select(col(ProgramRun.id)).where(mine)))
         return {run_id for run_id in executing if run_id not in held}
 
-    def _reinsert(self, session: Session, now: datetime) -> None:
+    def _announce(self, session: Session, now: datetime) -> None:
         session.add(
             RunnerInstance(
                 id=self.instance.id,

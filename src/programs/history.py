@@ -43,10 +43,7 @@ class RunHistory:
         Raises:
             RunNotFound: there is none.
         """
-        row = self.runs.get(run_id)
-        if row is None:
-            raise RunNotFound(f"run {run_id} not found")
-        return row
+        return _found(self.runs.get(run_id), run_id)
 
     def find(
         self,
@@ -69,10 +66,7 @@ class RunHistory:
         Raises:
             RunNotFound: there is none.
         """
-        row = self.runs.get_for_update(run_id)
-        if row is None:
-            raise RunNotFound(f"run {run_id} not found")
-        return row
+        return _found(self.runs.get_for_update(run_id), run_id)
 
     @staticmethod
     def _conditions(
@@ -85,3 +79,9 @@ class RunHistory:
             values = [RunStatus(status).value for status in statuses]
             conditions.append(col(ProgramRun.status).in_(values))
         return conditions
+
+
+def _found(row: ProgramRun | None, run_id: int) -> ProgramRun:
+    if row is None:
+        raise RunNotFound(f"run {run_id} not found")
+    return row
