@@ -129,7 +129,10 @@ def test_stop_and_output_from_the_other_server(start_server: Start) -> None:
     run = start_run(a, "forever")
     live = wait_run(b, run["id"], until=lambda r: "line 3\n" in r["output"])
     assert live["status"] == "running" and live["finished_at"] is None
-    lines = b.get(f"/api/v2/runs/{run['id']}/logs", params={"stream": "output"}).json()
+    lines: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    while len(lines) < 3 and time.monotonic() < deadline:  # written every flush_interval
+        lines = b.get(f"/api/v2/runs/{run['id']}/logs", params={"stream": "output"}).json()
     assert [line["text"] for line in lines[:3]] == ["line 0\n", "line 1\n", "line 2\n"]
     after = b.get(f"/api/v2/runs/{run['id']}/logs", params={"after": lines[1]["seq"]}).json()
     assert after[0]["seq"] == lines[2]["seq"]
