@@ -471,7 +471,7 @@ class CellLedger:
         return any(not process_is_gone(other, self.instance.host) for other in found)
 
     def _end_queued(self, session: Session, cell: str, status: RunStatus, reason: str) -> list[int]:
-        ids = list(
+        ids: list[int] = list(
             session.scalars(
                 select(col(ProgramRun.id))
                 .where(col(ProgramRun.cell) == cell, col(ProgramRun.status) == _QUEUED)
@@ -491,7 +491,7 @@ class CellLedger:
             )
         if ids:
             _signal(session, cell)
-        return [run_id for run_id in ids if run_id is not None]
+        return ids
 
     def _counts(self, session: Session) -> tuple[int, int]:
         rows = session.execute(

@@ -80,8 +80,6 @@ class RunnerConfig:
             raise ValueError(f"when_busy must be 'reject' or 'queue', not {self.when_busy!r}")
         if not self.cell or len(self.cell) > NAME_LENGTH:
             raise ValueError(f"cell must be 1 to {NAME_LENGTH} characters")
-        if self.heartbeat_interval is None:
-            object.__setattr__(self, "heartbeat_interval", self.lease_timeout / 5)
         if min(self.poll_interval, self.flush_interval, self.heartbeat) <= 0:
             raise ValueError(
                 "poll_interval, flush_interval, heartbeat_interval and lease_timeout must be > 0"

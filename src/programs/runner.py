@@ -314,8 +314,12 @@ class Runner:
 
     def _validate(self, program_name: str) -> tuple[Template, Any]:
         instance = self.store.get_program(program_name)
-        template = self.store.usable_template(instance.template_name)
-        params = template.validate(instance.data)
+        return self._runnable(instance.template_name, instance.data)
+
+    def _runnable(self, template_name: str, data: dict[str, Any]) -> tuple[Template, Any]:
+        # The template as this process's code has it, the parameters validated against it.
+        template = self.store.usable_template(template_name)
+        params = template.validate(data)
         check_runnable(template, self.backend.name, self.backend.resources)
         return template, params
 
@@ -330,9 +334,7 @@ class Runner:
         if run.id is None:  # never: a stored row has its id
             return
         try:
-            template = self.store.usable_template(run.template_name)
-            params = template.validate(run.parameters)
-            check_runnable(template, self.backend.name, self.backend.resources)
+            template, params = self._runnable(run.template_name, run.parameters)
         except Exception as exc:
             self.ledger.finish(run.id, RunStatus.failed, actor=RUNNER_ACTOR, error=_describe(exc))
             logger.warning("run %d cannot run in this process: %s", run.id, exc)
