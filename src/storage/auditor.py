@@ -21,6 +21,8 @@ from sqlalchemy import JSON, Column, DateTime, Dialect, String, insert
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
+from storage import changes
+
 __all__ = [
     "AUDIT_OPERATIONS",
     "AuditLog",
@@ -154,6 +156,7 @@ def write_audit_rows(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     if batch:
         # Core on the session's connection: no ORM bookkeeping for rows nobody loads back.
         session.connection().execute(_AUDIT_INSERT, batch)
+        changes.mark_audited(session)
 
 
 def audit_operation(

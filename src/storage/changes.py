@@ -4,19 +4,29 @@ Accessors record a :class:`Change` for each row they write in the session's ``in
 transaction really commits the pending changes move to a "committed" list; on rollback they are
 dropped. The code that ended the transaction then calls :func:`dispatch`, outside of any session,
 so listeners may freely open transactions of their own.
+
+Those listeners see only their own process. :func:`subscribe` follows the audit log instead:
+every audited write of every process, in commit order, resumable (see :mod:`storage.feed`). A
+transaction that wrote audit rows announces its commit to the readers of that log: on
+PostgreSQL with ``NOTIFY`` on :data:`CHANNEL`, in the same process by waking them directly.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
+if TYPE_CHECKING:
+    from storage.database import Database
+    from storage.feed import ChangeEvent
+
 __all__ = [
+    "CHANNEL",
     "Change",
     "ChangeListener",
     "RestoreListener",
@@ -24,6 +34,7 @@ __all__ = [
     "notify_database_restored",
     "off_database_restored",
     "on_database_restored",
+    "subscribe",
 ]
 
 logger = logging.getLogger("storage.changes")
@@ -32,6 +43,11 @@ Operation = Literal["create", "update", "delete"]
 
 _PENDING = "storage.pending_changes"
 _COMMITTED = "storage.committed_changes"
+_AUDITED = "storage.audited"
+
+CHANNEL = "machine_storage_changes"
+"""The PostgreSQL ``NOTIFY`` channel of committed audit rows (the payload is empty)."""
+_NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
 
 
 @dataclass(frozen=True)
@@ -133,6 +149,70 @@ def notify_database_restored() -> None:
     call_listeners(list(_restore_listeners.listeners))
 
 
+def subscribe(
+    *,
+    after: int | None = None,
+    components: Iterable[str] = (),
+    operations: Iterable[str] = (),
+    follow: bool = True,
+    database: Database | None = None,
+) -> AsyncIterator[ChangeEvent]:
+    """The committed writes of every process, as they commit: one event per audit row.
+
+    An async iterator of :class:`storage.feed.ChangeEvent`, in commit order, each once. Pass
+    the ``id`` of the last event seen as ``after`` to carry on where it left off (also after a
+    restart: the events are the rows of the audit log). Models with ``enable_auditing=False``
+    write no audit rows and are not in it.
+
+    Args:
+        after: start after this audit id; ``None``: with the next write.
+        components: only these components (all when empty).
+        operations: only these operations (all when empty).
+        follow: keep waiting for new writes; ``False`` ends once it has caught up.
+        database: the database to follow; default :func:`storage.database.get_database`.
+    """
+    from storage.feed import get_feed  # the feed needs the database, which needs this module
+
+    return get_feed(database).subscribe(
+        after=after, components=components, operations=operations, follow=follow
+    )
+
+
+def mark_audited(session: Session) -> None:
+    """Note that ``session``'s transaction wrote audit rows: its commit is announced."""
+    session.info[_AUDITED] = True
+
+
+class _Wakers:
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[], None]] = []
+
+
+_wakers = _Wakers()
+
+
+def on_audited_commit(fn: Callable[[], None]) -> None:
+    """Call ``fn()`` (quickly, without raising) after each commit in this process that wrote
+    audit rows."""
+    _wakers.callbacks.append(fn)
+
+
+def off_audited_commit(fn: Callable[[], None]) -> None:
+    """Stop calling ``fn`` (see :func:`on_audited_commit`); unknown functions are ignored."""
+    try:
+        _wakers.callbacks.remove(fn)
+    except ValueError:
+        pass
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if session.info.get(_AUDITED):
+        connection = session.connection()
+        if connection.dialect.name == "postgresql":
+            connection.execute(_NOTIFY)  # delivered when (and only if) the transaction commits
+
+
 # Listening on the base Session class (not a subclass) means sessions that host apps create
 # themselves and hand to ``use_session`` get the same commit/rollback bookkeeping.
 @event.listens_for(Session, "after_commit")
@@ -140,8 +220,11 @@ def _after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending:
         session.info.setdefault(_COMMITTED, []).extend(pending)
+    if session.info.pop(_AUDITED, False):
+        call_listeners(list(_wakers.callbacks))
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_AUDITED, None)

@@ -179,7 +179,9 @@ class Database:
         options.update(self._engine_options)
         return create_engine(url, **options)
 
-    def _engine_for_reads(self) -> Engine:
+    def read_engine(self) -> Engine:
+        """The engine for reads: the same pool; on SQLite its transactions begin ``DEFERRED``
+        (they take no write lock)."""
         if self._read_engine is None:
             self._read_engine = self.engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
         return self._read_engine
@@ -275,7 +277,7 @@ class Database:
         exports and snapshots that read many tables. Driver errors come out as
         :class:`storage.errors.StorageError`.
         """
-        with translate_driver_errors(), self._engine_for_reads().connect() as connection:
+        with translate_driver_errors(), self.read_engine().connect() as connection:
             if not self.is_sqlite:
                 connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
@@ -394,7 +396,7 @@ class Database:
             with translate_driver_errors():
                 yield current
             return
-        session = Session(self._engine_for_reads(), expire_on_commit=False)
+        session = Session(self.read_engine(), expire_on_commit=False)
         try:
             with translate_driver_errors():
                 yield session

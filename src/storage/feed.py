@@ -1,0 +1,430 @@
+"""The change feed: the audit log, followed live by every process, nothing lost.
+
+One :class:`ChangeFeed` per database and process reads the audit log as it grows, on a thread
+and connection of its own, and fans the events out in memory to every subscriber of the
+process (the SSE routes, :func:`storage.changes.subscribe`). It reads only up to the audit
+log's watermark (see :mod:`storage.watermark`), so events come in id order, which is commit
+order, each once, also when transactions commit out of id order.
+
+Subscribers do not queue: each keeps only its cursor (the last id it delivered) and reads the
+feed's recent events from that cursor on. The feed keeps the last ``buffer_size`` events; a
+subscriber that fell further behind (a slow client, one resuming an old ``Last-Event-ID``)
+reads the rest from the database. A subscriber that stops reading holds nothing back and costs
+no memory beyond its own place.
+
+A restore replaces the audit log: subscribers then get one event with operation ``"reset"``
+(its ``id`` is where they carry on from) and should reload what they show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import threading
+import weakref
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Row, Table, select
+
+from storage import changes
+from storage.auditor import AuditLog, utcnow
+from storage.database import Database, get_database
+from storage.watermark import Watermark, highest_id, watermark_for
+
+__all__ = ["RESET", "ChangeEvent", "ChangeFeed", "get_feed"]
+
+logger = logging.getLogger("storage.feed")
+
+RESET = "reset"
+"""The operation of the event that says the audit log was replaced (a restore)."""
+
+_TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
+_RESTORE = ("database", "restore")  # the audit row a restore writes
+
+
+def _highest(connection: Connection) -> int:
+    return highest_id(connection, _TABLE)
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One committed write: a row of the audit log.
+
+    Attributes:
+        id: the audit row's id; pass the last one seen as ``after`` to resume.
+        component, record_id, operation, actor, timestamp, before, after: as in the audit log.
+            ``operation`` is ``"reset"`` for the event that follows a restore.
+    """
+
+    id: int
+    component: str
+    record_id: str
+    operation: str
+    actor: str
+    timestamp: datetime
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    json: str = field(default="", repr=False, compare=False)
+    """The event as a JSON object (everything but ``id``), for the SSE ``data`` line."""
+
+    @classmethod
+    def from_row(cls, row: Row[Any] | Any) -> ChangeEvent:
+        """The event of an audit-log row."""
+        return cls.of(
+            id=int(row.id),
+            component=row.component,
+            record_id=str(row.record_id),
+            operation=row.operation,
+            actor=row.actor,
+            timestamp=row.timestamp,
+            before=row.before,
+            after=row.after,
+        )
+
+    @classmethod
+    def of(cls, **values: Any) -> ChangeEvent:
+        """An event with its ``json`` filled in."""
+        event = cls(**values)
+        data = {
+            "component": event.component,
+            "record_id": event.record_id,
+            "operation": event.operation,
+            "actor": event.actor,
+            "timestamp": event.timestamp.isoformat(),
+            "before": event.before,
+            "after": event.after,
+        }
+        object.__setattr__(event, "json", json.dumps(data, separators=(",", ":")))
+        return event
+
+
+class ChangeFeed:
+    """Follows one database's audit log for this process (see the module docstring).
+
+    Args:
+        database: the database; default :func:`storage.database.get_database`.
+        buffer_size: recent events kept in memory for subscribers.
+        poll_interval: seconds between cheap checks for new rows on SQLite and MariaDB (and
+            between rechecks while PostgreSQL writers are in flight).
+        gap_grace: MariaDB: seconds an empty hole in the ids must be seen before it is
+            passed (see :mod:`storage.watermark`).
+        page_size: rows read from the database at a time.
+    """
+
+    def __init__(
+        self,
+        database: Database | None = None,
+        *,
+        buffer_size: int = 10_000,
+        poll_interval: float = 0.05,
+        gap_grace: float = 1.0,
+        page_size: int = 1000,
+    ) -> None:
+        if buffer_size < 1 or page_size < 1 or poll_interval <= 0:
+            raise ValueError("buffer_size, page_size and poll_interval must be positive")
+        self._db = database or get_database()
+        self._buffer_size = buffer_size
+        self._poll = poll_interval
+        self._grace = gap_grace
+        self._page = page_size
+        self._lock = threading.Lock()
+        self._events: list[ChangeEvent] = []
+        self._floor = 0  # every event with floor < id <= head is in _events
+        self._head = 0
+        self._epoch = 0  # bumped by a reset
+        self._ready = threading.Event()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pulses: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        changes.on_audited_commit(self._wake.set)
+        changes.on_database_restored(self._wake.set)
+
+    def __repr__(self) -> str:
+        return f"ChangeFeed(head={self._head}, buffered={len(self._events)})"
+
+    @property
+    def head(self) -> int:
+        """The audit id up to which the feed has read (every row up to it is final)."""
+        return self._head
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start reading (once; a no-op while it runs) and wait until the head is known.
+
+        Raises:
+            TimeoutError: the database did not answer within ``timeout`` seconds.
+        """
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping.clear()
+                self._ready.clear()
+                self._thread = threading.Thread(
+                    target=self._run, name="storage-change-feed", daemon=True
+                )
+                self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the change feed could not read the audit log")
+
+    def close(self) -> None:
+        """End every subscriber's stream and stop reading; :meth:`start` starts it again."""
+        self._stopping.set()
+        self._wake.set()
+        self._pulse_all()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    async def subscribe(
+        self,
+        *,
+        after: int | None = None,
+        components: Iterable[str] = (),
+        operations: Iterable[str] = (),
+        follow: bool = True,
+    ) -> AsyncIterator[ChangeEvent]:
+        """The events after ``after`` (``None``: from now), in order, each once (see
+        :func:`storage.changes.subscribe`)."""
+        wanted = _Filter(frozenset(components), frozenset(operations))
+        if not self._ready.is_set() or self._stopping.is_set():
+            await asyncio.to_thread(self.start)
+        epoch = self._epoch
+        cursor = self._head if after is None else after
+        if cursor > self._head and cursor > await asyncio.to_thread(self._highest):
+            cursor = self._head
+            yield self._reset_event(cursor)  # an id this database never gave out
+        while not self._stopping.is_set():
+            pulse = self._pulse_for(asyncio.get_running_loop())
+            if self._epoch != epoch:
+                epoch, cursor = self._epoch, self._head
+                yield self._reset_event(cursor)
+                continue
+            head = self._head
+            if cursor < head:
+                batch, end = await self._next(cursor, head, wanted)
+                if self._epoch != epoch:
+                    continue  # read across a restore: start over from the reset
+                for event in batch:
+                    yield event
+                cursor = end
+                continue
+            if not follow:
+                return
+            try:
+                await asyncio.wait_for(pulse.wait(), timeout=5.0)
+            except TimeoutError:
+                pass
+
+    def read(
+        self,
+        after: int,
+        upto: int,
+        *,
+        components: Sequence[str] = (),
+        operations: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> list[ChangeEvent]:
+        """Events with ``after < id <= upto`` from the database, in order, at most ``limit``."""
+        column = _TABLE.c.id
+        statement = (
+            select(_TABLE)
+            .where(column > after, column <= upto)
+            .order_by(column)
+            .limit(limit or self._page)
+        )
+        if components:
+            statement = statement.where(_TABLE.c.component.in_(components))
+        if operations:
+            statement = statement.where(_TABLE.c.operation.in_(operations))
+        with self._db.read_session() as session:
+            return [ChangeEvent.from_row(row) for row in session.execute(statement)]
+
+    async def _next(self, cursor: int, head: int, wanted: _Filter) -> tuple[list[ChangeEvent], int]:
+        with self._lock:
+            if cursor >= self._floor:
+                start = bisect.bisect_right(self._events, cursor, key=_event_id)
+                batch = self._events[start : start + self._page]
+                # Everything buffered is final, so the cursor may go as far as the head.
+                end = batch[-1].id if len(batch) == self._page else self._head
+                return wanted.apply(batch), end
+        batch = await asyncio.to_thread(
+            self.read,
+            cursor,
+            head,
+            components=sorted(wanted.components),
+            operations=sorted(wanted.operations),
+        )
+        return batch, (batch[-1].id if len(batch) == self._page else head)
+
+    def _highest(self) -> int:
+        with self._db.read_session() as session:
+            return _highest(session.connection())
+
+    @staticmethod
+    def _reset_event(head: int) -> ChangeEvent:
+        return ChangeEvent.of(
+            id=head,
+            component="database",
+            record_id="",
+            operation=RESET,
+            actor="",
+            timestamp=utcnow(),
+        )
+
+    def _pulse_for(self, loop: asyncio.AbstractEventLoop) -> asyncio.Event:
+        pulse = self._pulses.get(loop)
+        if pulse is None:
+            pulse = self._pulses[loop] = asyncio.Event()
+        return pulse
+
+    def _pulse_all(self) -> None:
+        for loop in list(self._pulses):
+            try:
+                loop.call_soon_threadsafe(self._pulse, loop)
+            except RuntimeError:  # the loop is closed
+                self._pulses.pop(loop, None)
+
+    def _pulse(self, loop: asyncio.AbstractEventLoop) -> None:
+        pulse = self._pulses.get(loop)
+        self._pulses[loop] = asyncio.Event()
+        if pulse is not None:
+            pulse.set()
+
+    # -- the reader ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        watermark = watermark_for(self._db.engine.dialect.name, _TABLE, gap_grace=self._grace)
+        while not self._stopping.is_set():
+            try:
+                with self._db.read_engine().connect() as connection:
+                    self._follow(self._configure(connection), watermark)
+            except Exception as exc:  # the database went away: try again, lose nothing
+                logger.warning("the change feed lost the database (%s); reconnecting", exc)
+                self._stopping.wait(1.0)
+
+    def _configure(self, connection: Connection) -> Connection:
+        if connection.dialect.name == "sqlite":
+            return connection  # each round is a read transaction, ended by commit()
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql(f'LISTEN "{changes.CHANNEL}"')
+        return connection
+
+    def _follow(self, connection: Connection, watermark: Watermark) -> None:
+        watermark.prepare(connection)
+        if not self._ready.is_set():
+            head = watermark.advance(connection, self._start(connection))
+            while watermark.busy and not self._stopping.wait(self._poll):
+                head = watermark.advance(connection, head)
+            connection.commit()
+            with self._lock:
+                self._events.clear()
+                self._head = self._floor = head
+            self._ready.set()
+        while not self._stopping.is_set():
+            self._wait(connection, watermark)
+            if watermark.changed(connection):
+                self._advance(connection, watermark.advance(connection, self._head))
+            connection.commit()  # SQLite: end the read, so the next one sees new commits
+
+    @staticmethod
+    def _start(connection: Connection) -> int:
+        if connection.dialect.name in ("mysql", "mariadb"):
+            return max(0, _highest(connection) - 1000)  # older holes are long settled
+        return 0
+
+    def _wait(self, connection: Connection, watermark: Watermark) -> None:
+        if connection.dialect.name == "postgresql":
+            driver: Any = connection.connection.driver_connection
+            timeout = self._poll if watermark.busy else 1.0
+            for _ in driver.notifies(timeout=timeout, stop_after=1):
+                pass
+            return
+        self._wake.wait(self._poll)
+        self._wake.clear()
+
+    def _advance(self, connection: Connection, head: int) -> None:
+        if head < self._head:
+            self._reset(head)
+            return
+        start = head - self._buffer_size
+        if start > self._head:  # more than the buffer holds: subscribers read the rest
+            with self._lock:
+                self._events.clear()
+                self._head = self._floor = start
+        start = self._head
+        while start < head:
+            rows = connection.execute(
+                select(_TABLE)
+                .where(_TABLE.c.id > start, _TABLE.c.id <= head)
+                .order_by(_TABLE.c.id)
+                .limit(self._page)
+            ).all()
+            end = int(rows[-1].id) if len(rows) == self._page else head
+            events = [ChangeEvent.from_row(row) for row in rows]
+            restores = [e.id for e in events if (e.component, e.operation) == _RESTORE]
+            if restores:
+                self._reset(restores[-1])  # what comes before it is the backup's history
+                events = [event for event in events if event.id > restores[-1]]
+            self._append(events, head=end)
+            start = end
+        self._pulse_all()
+
+    def _append(self, events: list[ChangeEvent], *, head: int) -> None:
+        with self._lock:
+            self._events.extend(events)
+            excess = len(self._events) - self._buffer_size
+            if excess > 0:
+                self._floor = self._events[excess - 1].id
+                del self._events[:excess]
+            self._head = max(self._head, head)
+
+    def _reset(self, head: int) -> None:
+        logger.info("the audit log was replaced (a restore); the feed carries on at %d", head)
+        with self._lock:
+            self._events.clear()
+            self._head = self._floor = head
+            self._epoch += 1
+        self._pulse_all()
+
+
+@dataclass(frozen=True)
+class _Filter:
+    components: frozenset[str]
+    operations: frozenset[str]
+
+    def apply(self, events: list[ChangeEvent]) -> list[ChangeEvent]:
+        if not self.components and not self.operations:
+            return events
+        return [
+            event
+            for event in events
+            if (not self.components or event.component in self.components)
+            and (not self.operations or event.operation in self.operations)
+        ]
+
+
+def _event_id(event: ChangeEvent) -> int:
+    return event.id
+
+
+_feeds: weakref.WeakKeyDictionary[Database, ChangeFeed] = weakref.WeakKeyDictionary()
+_feeds_lock = threading.Lock()
+
+
+def get_feed(database: Database | None = None) -> ChangeFeed:
+    """The change feed of ``database`` (default: the default database) in this process."""
+    database = database or get_database()
+    with _feeds_lock:
+        feed = _feeds.get(database)
+        if feed is None:
+            feed = _feeds[database] = ChangeFeed(database)
+        return feed
