@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import SQLModel
 
-from storage import database
+from storage import database, feed
 from storage.changes import off_database_restored, on_database_restored
 from support import models  # noqa: F401  (registers the test tables on SQLModel.metadata)
 from support.backends import server_url
@@ -37,6 +37,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         _configure(server_url(name), create_tables=False)  # reset() left every model table
     yield name
+    feed.close_all()
     database.get_database().dispose()
 
 
@@ -46,6 +47,7 @@ def sqlite_db(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "test.db"
     _configure(f"sqlite:///{path}")
     yield path
+    feed.close_all()
     database.get_database().dispose()
 
 

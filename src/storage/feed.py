@@ -27,16 +27,19 @@ import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Row, Table, select
 
 from storage import changes
+from storage import database as storage_database
 from storage.auditor import AuditLog, utcnow
-from storage.database import Database, get_database
+
+if TYPE_CHECKING:
+    from storage.database import Database
 from storage.watermark import Watermark, highest_id, watermark_for
 
-__all__ = ["RESET", "ChangeEvent", "ChangeFeed", "get_feed"]
+__all__ = ["RESET", "ChangeEvent", "ChangeFeed", "close_all", "get_feed"]
 
 logger = logging.getLogger("storage.feed")
 
@@ -127,7 +130,7 @@ class ChangeFeed:
     ) -> None:
         if buffer_size < 1 or page_size < 1 or poll_interval <= 0:
             raise ValueError("buffer_size, page_size and poll_interval must be positive")
-        self._db = database or get_database()
+        self._db = database or _default_database()
         self._buffer_size = buffer_size
         self._poll = poll_interval
         self._grace = gap_grace
@@ -142,8 +145,6 @@ class ChangeFeed:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._pulses: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
-        changes.on_audited_commit(self._wake.set)
-        changes.on_database_restored(self._wake.set)
 
     def __repr__(self) -> str:
         return f"ChangeFeed(head={self._head}, buffered={len(self._events)})"
@@ -169,17 +170,31 @@ class ChangeFeed:
                     target=self._run, name="storage-change-feed", daemon=True
                 )
                 self._thread.start()
+                changes.on_audited_commit(self._wake.set)
+                changes.on_database_restored(self._wake.set)
         if not self._ready.wait(timeout):
             raise TimeoutError("the change feed could not read the audit log")
 
-    def close(self) -> None:
-        """End every subscriber's stream and stop reading; :meth:`start` starts it again."""
+    def close(self, *, wait: bool = True) -> None:
+        """End every subscriber's stream and stop reading; :meth:`start` starts it again.
+
+        Args:
+            wait: wait (up to 5 s) for the reading thread to end.
+        """
         self._stopping.set()
+        changes.off_audited_commit(self._wake.set)
+        changes.off_database_restored(self._wake.set)
         self._wake.set()
         self._pulse_all()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if wait and thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
+
+    async def position(self) -> int:
+        """Start reading if need be, and return the head: where a subscriber "from now" starts."""
+        if not self._ready.is_set() or self._stopping.is_set():
+            await asyncio.to_thread(self.start)
+        return self._head
 
     # -- subscribers -----------------------------------------------------------------------
 
@@ -194,10 +209,9 @@ class ChangeFeed:
         """The events after ``after`` (``None``: from now), in order, each once (see
         :func:`storage.changes.subscribe`)."""
         wanted = _Filter(frozenset(components), frozenset(operations))
-        if not self._ready.is_set() or self._stopping.is_set():
-            await asyncio.to_thread(self.start)
+        head = await self.position()
         epoch = self._epoch
-        cursor = self._head if after is None else after
+        cursor = head if after is None else after
         if cursor > self._head and cursor > await asyncio.to_thread(self._highest):
             cursor = self._head
             yield self._reset_event(cursor)  # an id this database never gave out
@@ -422,9 +436,19 @@ _feeds_lock = threading.Lock()
 
 def get_feed(database: Database | None = None) -> ChangeFeed:
     """The change feed of ``database`` (default: the default database) in this process."""
-    database = database or get_database()
+    database = database or _default_database()
     with _feeds_lock:
         feed = _feeds.get(database)
         if feed is None:
             feed = _feeds[database] = ChangeFeed(database)
         return feed
+
+
+def _default_database() -> Database:
+    return storage_database.get_database()  # at call time: tests reload storage.database
+
+
+def close_all() -> None:
+    """End every stream of every change feed in this process (the server is stopping)."""
+    for feed in list(_feeds.values()):  # no lock: this may run in a signal handler
+        feed.close(wait=False)

@@ -34,6 +34,7 @@ from storage.http import (
 )
 from storage.importer import ImportMode, ImportSummary
 from storage.restore import RestoreSummary
+from storage.streams import add_change_stream, feed_lifespan
 
 __all__ = ["AuditEntry", "HealthStatus", "build_db_router"]
 
@@ -77,7 +78,8 @@ def build_db_router(
     Args:
         audit_default_limit: rows ``GET /db/audit`` returns when no ``limit`` is given.
         audit_max_limit: the largest ``limit`` accepted.
-        auth: dependencies guarding the routes: ``read`` on health, audit and diagram,
+        auth: dependencies guarding the routes: ``read`` on health, audit, the change stream
+            and diagram,
             ``admin`` on export, import, backup and restore.
         max_restore_bytes: the largest backup file ``POST /db/restore`` accepts (413 beyond).
         max_import_bytes: the largest file ``POST /db/import`` accepts (413 beyond).
@@ -91,7 +93,8 @@ def build_db_router(
         raise ValueError("upload limits must be positive")
     auth = auth or RouteAuth()
     read, admin = list(auth.read), list(auth.admin)
-    router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute)
+    router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
+    add_change_stream(router, "/changes", dependencies=read, name="db_changes")
 
     @router.get("/health", dependencies=read)
     def health() -> HealthStatus:

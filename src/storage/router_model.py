@@ -45,6 +45,7 @@ from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, require_actor
 from storage.limits import RecordCap
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
+from storage.streams import add_change_stream, feed_lifespan
 
 __all__ = ["LIST_PARAMETERS", "build_crud_router"]
 
@@ -135,8 +136,20 @@ def build_crud_router(
     guard = auth or RouteAuth()
     component = accessor.component
     router = APIRouter(
-        prefix=f"/{component}", tags=list(tags or [component]), route_class=StorageRoute
+        prefix=f"/{component}",
+        tags=list(tags or [component]),
+        route_class=StorageRoute,
+        lifespan=feed_lifespan,
     )
+    if accessor.enable_auditing:  # the stream is the audit log: none without it
+        # Before "/{id}", which would take "changes" for an id.
+        add_change_stream(
+            router,
+            "/changes",
+            component=component,
+            dependencies=list(guard.read),
+            name=f"{component}_changes",
+        )
     key = routes.key_annotation
     limit = Annotated[int, Query(ge=1, le=max_limit, description="Rows per page.")]
     one = schemas.read

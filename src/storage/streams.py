@@ -1,0 +1,200 @@
+"""The change feed over HTTP: Server-Sent Events routes (``GET /db/changes``,
+``GET /{component}/changes``), built on FastAPI's own ``fastapi.sse``.
+
+Each event is one audit row: ``id`` the audit id, ``event`` the operation, ``data`` a JSON
+object with ``component``, ``record_id``, ``operation``, ``actor``, ``timestamp``, ``before``
+and ``after``. A stream opens with a comment (``: ready``) once it is following, and sends a
+keep-alive comment after 15 idle seconds (for proxies). A client that reconnects with the
+``Last-Event-ID`` header (browsers do it themselves) or ``?after=ID`` gets every event after
+that id, once each. On a restore the stream sends one ``reset`` event and carries on.
+
+Streams end when the server shuts down: on ``SIGINT``/``SIGTERM`` (before the server waits for
+open connections, which streams would otherwise keep open) and in the router's lifespan.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from fastapi.params import Depends
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from storage.errors import ValidationError
+from storage.feed import ChangeEvent, ChangeFeed, close_all, get_feed
+
+__all__ = [
+    "STREAM_DESCRIPTION",
+    "add_change_stream",
+    "change_events",
+    "feed_lifespan",
+    "parse_cursor",
+]
+
+RETRY_MS = 2000  # how soon a browser reconnects after the stream broke
+STREAM_DESCRIPTION = (
+    "Server-Sent Events: one event per committed write (an audit row), in commit order, from "
+    "every server on the database. `id` is the audit id, `event` the operation, `data` a JSON "
+    "object (component, record_id, operation, actor, timestamp, before, after). Resume with "
+    "the `Last-Event-ID` header or `after`: every later event arrives once. Models with "
+    "`enable_auditing=False` write no audit rows and have no events."
+)
+
+After = Annotated[
+    int | None,
+    Query(ge=0, le=2**63 - 1, description="Start after this audit id (as Last-Event-ID)."),
+]
+LastEventId = Annotated[
+    str | None, Header(alias="Last-Event-ID", description="Sent by EventSource on reconnect.")
+]
+Follow = Annotated[
+    bool, Query(description="Keep following; false ends the stream once it has caught up.")
+]
+
+
+def parse_cursor(value: str | None, parts: int = 1) -> tuple[int, ...] | None:
+    """The numbers in a ``Last-Event-ID`` (``"12"``, or ``"12.40"`` for two parts).
+
+    Raises:
+        ValidationError: it is not ``parts`` non-negative integers joined by dots.
+    """
+    if value is None or not value.strip():
+        return None
+    pieces = value.strip().split(".")
+    if len(pieces) != parts or not all(p.isascii() and p.isdigit() for p in pieces):
+        raise ValidationError(f"Last-Event-ID must be {parts} number(s) joined by '.'")
+    numbers = tuple(int(piece) for piece in pieces)
+    if any(number > 2**63 - 1 for number in numbers):
+        raise ValidationError("Last-Event-ID is out of range")
+    return numbers
+
+
+def change_events(
+    feed: ChangeFeed,
+    *,
+    after: int | None,
+    components: list[str],
+    operations: list[str],
+    follow: bool,
+    shape: Callable[[ChangeEvent], ServerSentEvent | None] | None = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The feed's events as SSE events (``shape`` turns one into an event, or skips it)."""
+    _end_streams_on_exit_signals()
+    convert = shape or _as_sse
+
+    async def stream() -> AsyncIterator[ServerSentEvent]:
+        start = after if after is not None else await feed.position()
+        yield ServerSentEvent(comment="ready", retry=RETRY_MS)
+        subscription = feed.subscribe(
+            after=start, components=components, operations=operations, follow=follow
+        )
+        async for event in subscription:
+            converted = convert(event)
+            if converted is not None:
+                yield converted
+
+    return stream()
+
+
+def _as_sse(event: ChangeEvent) -> ServerSentEvent:
+    return ServerSentEvent(raw_data=event.json, id=str(event.id), event=event.operation)
+
+
+Components = Annotated[
+    list[str] | None,
+    Query(alias="component", description="Only these components (repeatable)."),
+]
+Operations = Annotated[list[str] | None, Query(description="Only these operations (repeatable).")]
+
+
+def add_change_stream(
+    router: APIRouter,
+    path: str,
+    *,
+    component: str | None = None,
+    dependencies: list[Depends],
+    name: str,
+) -> None:
+    """Add ``GET path``: the change stream, of every component or of ``component`` only."""
+    router.add_api_route(
+        path,
+        _all_changes if component is None else _changes_of(component),
+        methods=["GET"],
+        response_class=EventSourceResponse,
+        dependencies=dependencies,
+        name=name,
+        summary="Committed writes, live (Server-Sent Events)",
+        description=STREAM_DESCRIPTION,
+    )
+
+
+async def _all_changes(
+    after: After = None,
+    last_event_id: LastEventId = None,
+    follow: Follow = True,
+    component: Components = None,
+    operation: Operations = None,
+) -> AsyncIterator[ServerSentEvent]:
+    resume = parse_cursor(last_event_id)
+    events = change_events(
+        get_feed(),
+        after=resume[0] if resume else after,
+        components=component or [],
+        operations=operation or [],
+        follow=follow,
+    )
+    async for event in events:
+        yield event
+
+
+def _changes_of(component: str) -> Callable[..., AsyncIterator[ServerSentEvent]]:
+    async def changes(
+        after: After = None,
+        last_event_id: LastEventId = None,
+        follow: Follow = True,
+        operation: Operations = None,
+    ) -> AsyncIterator[ServerSentEvent]:
+        async for event in _all_changes(after, last_event_id, follow, [component], operation):
+            yield event
+
+    return changes
+
+
+@asynccontextmanager
+async def feed_lifespan(_app: Any) -> AsyncIterator[None]:
+    """A router lifespan that ends the open change streams when the app shuts down."""
+    yield
+    get_feed().close()
+
+
+class _ExitSignals:
+    installed = False
+    lock = threading.Lock()
+
+
+def _end_streams_on_exit_signals() -> None:
+    # A server waits for open connections before its lifespan ends, and a stream never ends
+    # by itself; so the stream must end first, when the server is told to stop. Chained in
+    # front of the server's own handler (uvicorn's), which is still called.
+    if threading.current_thread() is not threading.main_thread():
+        return
+    with _ExitSignals.lock:
+        if _ExitSignals.installed:
+            return
+        _ExitSignals.installed = True
+        for number in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(number)
+            if callable(previous):
+                signal.signal(number, _chained(previous))
+
+
+def _chained(previous: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    def handle(number: int, frame: Any) -> Any:
+        close_all()
+        return previous(number, frame)
+
+    return handle
