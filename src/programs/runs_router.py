@@ -7,6 +7,8 @@ Routes, under ``/api/v2`` by default::
     GET  /runs                           every run, newest first
     GET  /runs/{run_id}                  one run, with its logs so far while it runs
     GET  /runs/{run_id}/logs             its output lines and log records, paged by ``seq``
+    GET  /runs/{run_id}/events           Server-Sent Events: its state and lines, live
+    GET  /runs/events                    Server-Sent Events: every run's changes of state
     POST /runs/{run_id}/stop             stop it (200 ended, 202 stop requested, 409 ended)
 
 Every route works on every process of the cell, whichever process executes the run. Lists
@@ -19,17 +21,22 @@ it with ``app.include_router`` is all the wiring an app needs.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
+from programs.run_events import RunEvents
 from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
+from storage.feed import get_feed
 from storage.http import RouteAuth, StorageRoute, require_actor
+from storage.streams import Follow, LastEventId, ResumeAfter, change_events, parse_cursor
 
 __all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 
@@ -178,6 +185,48 @@ def build_runs_router(
         rows, total = runner.list_runs(statuses=status or (), limit=limit, offset=offset)
         response.headers["X-Total-Count"] = str(total)
         return [RunSummary.model_validate(row) for row in rows]
+
+    events = RunEvents(runner, RunSummary, RunLineRead)
+
+    def run_cursor(run_id: RunId, last_event_id: LastEventId = None) -> tuple[int, ...] | None:
+        # Where a run's stream resumes ("<audit id>.<line seq>"): checked, with the run's
+        # existence, before the stream starts (422, 404).
+        runner.history.get(run_id)
+        return parse_cursor(last_event_id, parts=2)
+
+    @router.get("/runs/events", dependencies=reads, response_class=EventSourceResponse)
+    async def all_run_events(
+        start: ResumeAfter, follow: Follow = True
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
+        to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
+        ``Last-Event-ID`` (the audit id)."""
+        stream = change_events(
+            get_feed(),
+            after=start,
+            components=[events.component],
+            operations=[],
+            follow=follow,
+            shape=events.status_event,
+        )
+        async for event in stream:
+            yield event
+
+    @router.get(
+        "/runs/{run_id}/events",
+        dependencies=reads,
+        response_class=EventSourceResponse,
+        responses=_responses(404),
+    )
+    async def run_events(
+        run_id: RunId,
+        resume: tuple[int, ...] | None = Depends(run_cursor),  # a closure: needs the runner
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-Sent Events of one run, from any server: ``status`` (the run as lists show
+        it), then ``output`` and ``log`` lines as they are written and each change of state;
+        the stream ends after the final state. Resumable with ``Last-Event-ID``."""
+        async for event in events.of_run(run_id, resume):
+            yield event
 
     @router.get("/runs/{run_id}", dependencies=reads, responses=_responses(404))
     def get_run(run_id: RunId) -> RunRead:

@@ -20,8 +20,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
-from fastapi.params import Depends
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.params import Depends as DependsParam
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from storage.errors import ValidationError
@@ -29,10 +29,15 @@ from storage.feed import ChangeEvent, ChangeFeed, close_all, get_feed
 
 __all__ = [
     "STREAM_DESCRIPTION",
+    "After",
+    "Follow",
+    "LastEventId",
+    "ResumeAfter",
     "add_change_stream",
     "change_events",
     "feed_lifespan",
     "parse_cursor",
+    "resume_after",
 ]
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream broke
@@ -71,6 +76,16 @@ def parse_cursor(value: str | None, parts: int = 1) -> tuple[int, ...] | None:
     if any(number > 2**63 - 1 for number in numbers):
         raise ValidationError("Last-Event-ID is out of range")
     return numbers
+
+
+def resume_after(after: After = None, last_event_id: LastEventId = None) -> int | None:
+    """A dependency: the audit id a change stream starts after (``Last-Event-ID`` first, then
+    ``after``; ``None``: from now). Checked before the stream starts, so a bad one is a 422."""
+    resume = parse_cursor(last_event_id)
+    return resume[0] if resume else after
+
+
+ResumeAfter = Annotated[int | None, Depends(resume_after)]
 
 
 def change_events(
@@ -116,7 +131,7 @@ def add_change_stream(
     path: str,
     *,
     component: str | None = None,
-    dependencies: list[Depends],
+    dependencies: list[DependsParam],
     name: str,
 ) -> None:
     """Add ``GET path``: the change stream, of every component or of ``component`` only."""
@@ -133,16 +148,14 @@ def add_change_stream(
 
 
 async def _all_changes(
-    after: After = None,
-    last_event_id: LastEventId = None,
+    start: ResumeAfter,
     follow: Follow = True,
     component: Components = None,
     operation: Operations = None,
 ) -> AsyncIterator[ServerSentEvent]:
-    resume = parse_cursor(last_event_id)
     events = change_events(
         get_feed(),
-        after=resume[0] if resume else after,
+        after=start,
         components=component or [],
         operations=operation or [],
         follow=follow,
@@ -153,12 +166,9 @@ async def _all_changes(
 
 def _changes_of(component: str) -> Callable[..., AsyncIterator[ServerSentEvent]]:
     async def changes(
-        after: After = None,
-        last_event_id: LastEventId = None,
-        follow: Follow = True,
-        operation: Operations = None,
+        start: ResumeAfter, follow: Follow = True, operation: Operations = None
     ) -> AsyncIterator[ServerSentEvent]:
-        async for event in _all_changes(after, last_event_id, follow, [component], operation):
+        async for event in _all_changes(start, follow, [component], operation):
             yield event
 
     return changes

@@ -1,5 +1,7 @@
 """An app server of a robot cell for the tests with several processes on one database.
 
+It serves the program routes and the CRUD routes of one model, ``/parts``.
+
 Configured from the environment, as a deployment would be: ``STORAGE_DATABASE_URL``,
 ``CELL_NAME``, ``PROGRAMS_RUNNER_WHEN_BUSY``, ``PROGRAMS_RUNNER_EXECUTE``,
 ``PROGRAMS_RUNNER_LEASE_TIMEOUT``; ``CELL_APP_LABEL`` names the process in its instance id (a
@@ -13,14 +15,26 @@ import os
 
 import uvicorn
 from fastapi import FastAPI
+from sqlmodel import Field, SQLModel
 
 from programs import RunnerConfig, setup
-from storage import bootstrap
+from storage import ModelAccessor, bootstrap
+
+
+class Part(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    count: int = 0
 
 
 def create_app() -> FastAPI:
     app = FastAPI()
-    bootstrap(app, database_url=os.environ["STORAGE_DATABASE_URL"], max_records_per_model=None)
+    bootstrap(
+        app,
+        accessors=[ModelAccessor(Part, "parts")],
+        database_url=os.environ["STORAGE_DATABASE_URL"],
+        max_records_per_model=None,
+    )
     config = RunnerConfig.from_env(name=os.environ.get("CELL_APP_LABEL") or None)
     setup(app, "support.cell_programs", runner=config)
     return app
