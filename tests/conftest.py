@@ -37,7 +37,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     else:
         _configure(server_url(name), create_tables=False)  # reset() left every model table
     yield name
-    feed.close_all()
+    feed.close_all(wait=True)
     database.get_database().dispose()
 
 
@@ -47,7 +47,7 @@ def sqlite_db(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "test.db"
     _configure(f"sqlite:///{path}")
     yield path
-    feed.close_all()
+    feed.close_all(wait=True)
     database.get_database().dispose()
 
 

@@ -26,7 +26,8 @@ from pydantic import BaseModel
 from programs.lines import read_lines
 from programs.runner import Runner
 from programs.tables import ProgramRun, ProgramRunLine, RunStatus
-from storage.feed import RESET, ChangeEvent, get_feed
+from storage.changes import RESET, ChangeEvent
+from storage.feed import get_feed
 from storage.streams import RETRY_MS
 
 __all__ = ["RunEvents"]

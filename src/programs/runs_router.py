@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import fastapi
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
@@ -220,7 +221,7 @@ def build_runs_router(
     )
     async def run_events(
         run_id: RunId,
-        resume: tuple[int, ...] | None = Depends(run_cursor),  # a closure: needs the runner
+        resume: tuple[int, ...] | None = fastapi.Depends(run_cursor),  # a closure: needs the runner
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-Sent Events of one run, from any server: ``status`` (the run as lists show
         it), then ``output`` and ``log`` lines as they are written and each change of state;

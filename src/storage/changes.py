@@ -13,9 +13,11 @@ PostgreSQL with ``NOTIFY`` on :data:`CHANNEL`, in the same process by waking the
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from sqlalchemy import event, text
@@ -23,11 +25,12 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from storage.database import Database
-    from storage.feed import ChangeEvent
 
 __all__ = [
     "CHANNEL",
+    "RESET",
     "Change",
+    "ChangeEvent",
     "ChangeListener",
     "RestoreListener",
     "dispatch",
@@ -44,6 +47,9 @@ Operation = Literal["create", "update", "delete"]
 _PENDING = "storage.pending_changes"
 _COMMITTED = "storage.committed_changes"
 _AUDITED = "storage.audited"
+
+RESET = "reset"
+"""The operation of the event that says the audit log was replaced (a restore)."""
 
 CHANNEL = "machine_storage_changes"
 """The PostgreSQL ``NOTIFY`` channel of committed audit rows (the payload is empty)."""
@@ -66,6 +72,58 @@ class Change:
     operation: Operation
     values: dict[str, Any]
     before: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One committed write: a row of the audit log.
+
+    Attributes:
+        id: the audit row's id; pass the last one seen as ``after`` to resume.
+        component, record_id, operation, actor, timestamp, before, after: as in the audit log.
+            ``operation`` is ``"reset"`` for the event that follows a restore.
+    """
+
+    id: int
+    component: str
+    record_id: str
+    operation: str
+    actor: str
+    timestamp: datetime
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    json: str = field(default="", repr=False, compare=False)
+    """The event as a JSON object (everything but ``id``), for the SSE ``data`` line."""
+
+    @classmethod
+    def from_row(cls, row: Any) -> ChangeEvent:
+        """The event of an audit-log row."""
+        return cls.of(
+            id=int(row.id),
+            component=row.component,
+            record_id=str(row.record_id),
+            operation=row.operation,
+            actor=row.actor,
+            timestamp=row.timestamp,
+            before=row.before,
+            after=row.after,
+        )
+
+    @classmethod
+    def of(cls, **values: Any) -> ChangeEvent:
+        """An event with its ``json`` filled in."""
+        event = cls(**values)
+        data = {
+            "component": event.component,
+            "record_id": event.record_id,
+            "operation": event.operation,
+            "actor": event.actor,
+            "timestamp": event.timestamp.isoformat(),
+            "before": event.before,
+            "after": event.after,
+        }
+        object.__setattr__(event, "json", json.dumps(data, separators=(",", ":")))
+        return event
 
 
 ChangeListener = Callable[[list[Change]], None]
@@ -159,7 +217,7 @@ def subscribe(
 ) -> AsyncIterator[ChangeEvent]:
     """The committed writes of every process, as they commit: one event per audit row.
 
-    An async iterator of :class:`storage.feed.ChangeEvent`, in commit order, each once. Pass
+    An async iterator of :class:`ChangeEvent`, in commit order, each once. Pass
     the ``id`` of the last event seen as ``after`` to carry on where it left off (also after a
     restart: the events are the rows of the audit log). Models with ``enable_auditing=False``
     write no audit rows and are not in it.

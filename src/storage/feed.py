@@ -20,31 +20,27 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import logging
 import threading
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, Row, Table, select
+from sqlalchemy import Connection, Table, select
 
 from storage import changes
 from storage import database as storage_database
 from storage.auditor import AuditLog, utcnow
+from storage.changes import RESET, ChangeEvent
 
 if TYPE_CHECKING:
     from storage.database import Database
 from storage.watermark import Watermark, highest_id, watermark_for
 
-__all__ = ["RESET", "ChangeEvent", "ChangeFeed", "close_all", "get_feed"]
+__all__ = ["ChangeFeed", "close_all", "get_feed"]
 
 logger = logging.getLogger("storage.feed")
-
-RESET = "reset"
-"""The operation of the event that says the audit log was replaced (a restore)."""
 
 _TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
 _RESTORE = ("database", "restore")  # the audit row a restore writes
@@ -52,58 +48,6 @@ _RESTORE = ("database", "restore")  # the audit row a restore writes
 
 def _highest(connection: Connection) -> int:
     return highest_id(connection, _TABLE)
-
-
-@dataclass(frozen=True)
-class ChangeEvent:
-    """One committed write: a row of the audit log.
-
-    Attributes:
-        id: the audit row's id; pass the last one seen as ``after`` to resume.
-        component, record_id, operation, actor, timestamp, before, after: as in the audit log.
-            ``operation`` is ``"reset"`` for the event that follows a restore.
-    """
-
-    id: int
-    component: str
-    record_id: str
-    operation: str
-    actor: str
-    timestamp: datetime
-    before: dict[str, Any] | None = None
-    after: dict[str, Any] | None = None
-    json: str = field(default="", repr=False, compare=False)
-    """The event as a JSON object (everything but ``id``), for the SSE ``data`` line."""
-
-    @classmethod
-    def from_row(cls, row: Row[Any] | Any) -> ChangeEvent:
-        """The event of an audit-log row."""
-        return cls.of(
-            id=int(row.id),
-            component=row.component,
-            record_id=str(row.record_id),
-            operation=row.operation,
-            actor=row.actor,
-            timestamp=row.timestamp,
-            before=row.before,
-            after=row.after,
-        )
-
-    @classmethod
-    def of(cls, **values: Any) -> ChangeEvent:
-        """An event with its ``json`` filled in."""
-        event = cls(**values)
-        data = {
-            "component": event.component,
-            "record_id": event.record_id,
-            "operation": event.operation,
-            "actor": event.actor,
-            "timestamp": event.timestamp.isoformat(),
-            "before": event.before,
-            "after": event.after,
-        }
-        object.__setattr__(event, "json", json.dumps(data, separators=(",", ":")))
-        return event
 
 
 class ChangeFeed:
@@ -448,7 +392,11 @@ def _default_database() -> Database:
     return storage_database.get_database()  # at call time: tests reload storage.database
 
 
-def close_all() -> None:
-    """End every stream of every change feed in this process (the server is stopping)."""
+def close_all(*, wait: bool = False) -> None:
+    """End every stream of every change feed in this process (the server is stopping).
+
+    Args:
+        wait: wait for each feed's reading thread to end (not in a signal handler).
+    """
     for feed in list(_feeds.values()):  # no lock: this may run in a signal handler
-        feed.close(wait=False)
+        feed.close(wait=wait)

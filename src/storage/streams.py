@@ -24,8 +24,9 @@ from fastapi import APIRouter, Depends, Header, Query
 from fastapi.params import Depends as DependsParam
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from storage.changes import ChangeEvent
 from storage.errors import ValidationError
-from storage.feed import ChangeEvent, ChangeFeed, close_all, get_feed
+from storage.feed import ChangeFeed, close_all, get_feed
 
 __all__ = [
     "STREAM_DESCRIPTION",

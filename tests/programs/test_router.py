@@ -307,6 +307,8 @@ def test_exactly_the_seed_routes_with_typed_schemas(client: TestClient) -> None:
         ("/api/v2/runs/{run_id}", "get"),
         ("/api/v2/runs/{run_id}/stop", "post"),
         ("/api/v2/runs/{run_id}/logs", "get"),
+        ("/api/v2/runs/{run_id}/events", "get"),
+        ("/api/v2/runs/events", "get"),
     }
     schemas = spec["components"]["schemas"]
     assert {"TemplateRead", "ProgramRead", "ProgramCreate", "ProgramUpdate", "DatabaseStats",

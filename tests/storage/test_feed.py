@@ -16,8 +16,8 @@ from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import audit_row, write_audit_rows
 from storage.backup import write_snapshot
-from storage.changes import subscribe
-from storage.feed import RESET, ChangeEvent, ChangeFeed, get_feed
+from storage.changes import RESET, ChangeEvent, subscribe
+from storage.feed import ChangeFeed, get_feed
 from storage.restore import restore_upload
 from support.models import User
 

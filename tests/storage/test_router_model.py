@@ -945,6 +945,7 @@ def test_bootstrap_style_call() -> None:
     router = build_crud_router(ModelAccessor(User, "users"), max_records=5, **options)
     assert {route.path for route in router.routes} == {  # type: ignore[attr-defined]
         "/users/",
+        "/users/changes",
         "/users/{id}",
         "/users/{id}/restore",
     }
