@@ -62,17 +62,11 @@ class RunEvents:
         data = self.summary.model_validate(after).model_dump_json()
         return ServerSentEvent(event="status", id=str(event.id), raw_data=data)
 
-    async def of_run(
-        self, run_id: int, resume: tuple[int, ...] | None
-    ) -> AsyncIterator[ServerSentEvent]:
-        """The events of one run (see the module docstring).
-
-        Raises:
-            RunNotFound: no such run (before the first event).
-        """
-        audit, seq = resume if resume else (await get_feed().position(), 0)
-        # Read after the feed's position is fixed: a change made in between is then sent twice
-        # (harmless: a state), never lost.
+    async def of_run(self, run_id: int, audit: int, seq: int) -> AsyncIterator[ServerSentEvent]:
+        """The events of one run after audit id ``audit`` and line ``seq`` (see the module
+        docstring)."""
+        # The run is read after the feed's position was fixed: a change made in between is
+        # then sent twice (harmless: it is a state), never lost.
         run: ProgramRun | dict[str, Any] = await asyncio.to_thread(self.runner.history.get, run_id)
         yield ServerSentEvent(comment="ready", retry=RETRY_MS)
         changes: asyncio.Queue[ChangeEvent] = asyncio.Queue()

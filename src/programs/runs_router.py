@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import anyio
 import fastapi
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.params import Depends
@@ -37,7 +38,14 @@ from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.feed import get_feed
 from storage.http import RouteAuth, StorageRoute, require_actor
-from storage.streams import Follow, LastEventId, ResumeAfter, change_events, parse_cursor
+from storage.streams import (
+    Follow,
+    LastEventId,
+    ResumeAfter,
+    change_events,
+    feed_position,
+    parse_cursor,
+)
 
 __all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 
@@ -189,11 +197,13 @@ def build_runs_router(
 
     events = RunEvents(runner, RunSummary, RunLineRead)
 
-    def run_cursor(run_id: RunId, last_event_id: LastEventId = None) -> tuple[int, ...] | None:
-        # Where a run's stream resumes ("<audit id>.<line seq>"): checked, with the run's
-        # existence, before the stream starts (422, 404).
-        runner.history.get(run_id)
-        return parse_cursor(last_event_id, parts=2)
+    async def run_cursor(run_id: RunId, last_event_id: LastEventId = None) -> tuple[int, int]:
+        # Where a run's stream starts ("<audit id>.<line seq>", else now and its first line):
+        # checked, with the run's existence, before the stream starts (422, 404, 503).
+        resume = parse_cursor(last_event_id, parts=2)
+        head = await feed_position()
+        await anyio.to_thread.run_sync(runner.history.get, run_id)
+        return (resume[0], resume[1]) if resume else (head, 0)
 
     @router.get("/runs/events", dependencies=reads, response_class=EventSourceResponse)
     async def all_run_events(
@@ -221,12 +231,12 @@ def build_runs_router(
     )
     async def run_events(
         run_id: RunId,
-        resume: tuple[int, ...] | None = fastapi.Depends(run_cursor),  # a closure: needs the runner
+        start: tuple[int, int] = fastapi.Depends(run_cursor),  # a closure: needs the runner
     ) -> AsyncIterator[ServerSentEvent]:
         """Server-Sent Events of one run, from any server: ``status`` (the run as lists show
         it), then ``output`` and ``log`` lines as they are written and each change of state;
         the stream ends after the final state. Resumable with ``Last-Event-ID``."""
-        async for event in events.of_run(run_id, resume):
+        async for event in events.of_run(run_id, *start):
             yield event
 
     @router.get("/runs/{run_id}", dependencies=reads, responses=_responses(404))

@@ -25,7 +25,7 @@ from fastapi.params import Depends as DependsParam
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from storage.changes import ChangeEvent
-from storage.errors import ValidationError
+from storage.errors import DatabaseUnavailableError, ValidationError
 from storage.feed import ChangeFeed, close_all, get_feed
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "ResumeAfter",
     "add_change_stream",
     "change_events",
+    "feed_position",
     "feed_lifespan",
     "parse_cursor",
     "resume_after",
@@ -79,20 +80,36 @@ def parse_cursor(value: str | None, parts: int = 1) -> tuple[int, ...] | None:
     return numbers
 
 
-def resume_after(after: After = None, last_event_id: LastEventId = None) -> int | None:
-    """A dependency: the audit id a change stream starts after (``Last-Event-ID`` first, then
-    ``after``; ``None``: from now). Checked before the stream starts, so a bad one is a 422."""
+async def feed_position() -> int:
+    """The change feed's head, starting it if need be: where a stream "from now" starts.
+
+    Raises:
+        DatabaseUnavailableError: the feed cannot read the audit log (503).
+    """
+    try:
+        return await get_feed().position()
+    except TimeoutError as exc:
+        raise DatabaseUnavailableError("the change feed cannot read the audit log") from exc
+
+
+async def resume_after(after: After = None, last_event_id: LastEventId = None) -> int:
+    """A dependency: the audit id a change stream starts after: ``Last-Event-ID``, else
+    ``after``, else now. Resolved before the stream starts, so a bad id is a 422 and a
+    database that cannot be read a 503."""
     resume = parse_cursor(last_event_id)
-    return resume[0] if resume else after
+    head = await feed_position()
+    if resume:
+        return resume[0]
+    return head if after is None else after
 
 
-ResumeAfter = Annotated[int | None, Depends(resume_after)]
+ResumeAfter = Annotated[int, Depends(resume_after)]
 
 
 def change_events(
     feed: ChangeFeed,
     *,
-    after: int | None,
+    after: int,
     components: list[str],
     operations: list[str],
     follow: bool,
@@ -103,10 +120,9 @@ def change_events(
     convert = shape or _as_sse
 
     async def stream() -> AsyncIterator[ServerSentEvent]:
-        start = after if after is not None else await feed.position()
         yield ServerSentEvent(comment="ready", retry=RETRY_MS)
         subscription = feed.subscribe(
-            after=start, components=components, operations=operations, follow=follow
+            after=after, components=components, operations=operations, follow=follow
         )
         async for event in subscription:
             converted = convert(event)
