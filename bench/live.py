@@ -132,10 +132,17 @@ def rss(server: Server) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def cpu_seconds(server: Server) -> float:
-    """User and system CPU time of the server process, all threads."""
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(server: Server) -> tuple[float, float]:
+    """User and system CPU time of the server process: its main thread (the event loop), and
+    all of its threads."""
+
+    def ticks(stat: Path) -> int:
+        fields = stat.read_text().rpartition(")")[2].split()
+        return int(fields[11]) + int(fields[12])
+
+    pid, hertz = server.process.pid, os.sysconf("SC_CLK_TCK")
+    main = ticks(Path(f"/proc/{pid}/task/{pid}/stat"))
+    return main / hertz, ticks(Path(f"/proc/{pid}/stat")) / hertz
 
 
 def add_part(http: httpx.Client, name: str) -> tuple[str, float, float]:
@@ -304,11 +311,16 @@ async def fan_out(a: Server, count: int, rate: float, seconds: float, writers: i
             connected_in = time.perf_counter() - begun
             await asyncio.sleep(1.0)  # settle
             memory_connected = rss(a)
-            cpu_server, cpu_here = cpu_seconds(a), time.process_time()
+            loop_cpu, server_cpu = cpu_seconds(a)
+            cpu_here, begun = time.process_time(), time.perf_counter()
             writes = int(rate * seconds)
             stamps = await asyncio.to_thread(paced_writes, a.client, writes, 1 / rate, "fan")
+            written_in = time.perf_counter() - begun
             await all_arrived(subscribers, stamps, timeout=15)
-            cpu_server, cpu_here = cpu_seconds(a) - cpu_server, time.process_time() - cpu_here
+            wall = time.perf_counter() - begun
+            loop_now, server_now = cpu_seconds(a)
+            loop_cpu, server_cpu = loop_now - loop_cpu, server_now - server_cpu
+            cpu_here = time.process_time() - cpu_here
             memory_loaded = rss(a)
             loaded, ids = await asyncio.to_thread(closed_loop, base, writers, 5.0)
             await all_arrived(subscribers, ids, timeout=15)
@@ -319,7 +331,9 @@ async def fan_out(a: Server, count: int, rate: float, seconds: float, writers: i
         after_answer.extend(subscriber.latencies(stamps)[0])
     answers = [answered - sent for sent, answered in stamps.values()]
     print(f"  {count} streams connected in {connected_in:.2f} s")
-    print(f"  {writes} writes at {rate:.0f}/s, POST round trip   {percentiles(answers)}")
+    print(f"  {writes} writes paced at {rate:.0f}/s took {written_in:.1f} s "
+          f"({writes / written_in:.0f}/s); all delivered after {wall:.1f} s")  # fmt: skip
+    print(f"  POST round trip                     {percentiles(answers)}")
     print(f"  delivery, all subscribers           {percentiles(after_answer)}")
     print(f"  {received(subscribers, stamps, 'paced writes')}")
     print(f"  {received(subscribers, ids, 'closed-loop writes')}")
@@ -327,8 +341,8 @@ async def fan_out(a: Server, count: int, rate: float, seconds: float, writers: i
     print(f"  A's VmRSS: {megabytes(memory_before)} before, {megabytes(memory_connected)} with "
           f"{count} connected ({each / 1024:.1f} KB each), {megabytes(memory_loaded)} after "
           f"the paced writes")  # fmt: skip
-    print(f"  CPU during the paced writes: server A {cpu_server:.1f} s, bench process "
-          f"{cpu_here:.1f} s (of {seconds:.0f} s)")  # fmt: skip
+    print(f"  CPU in those {wall:.1f} s: server A {server_cpu:.1f} s ({loop_cpu:.1f} s in its "
+          f"event loop's thread), bench process {cpu_here:.1f} s")  # fmt: skip
     print(f"  write throughput, {writers} closed-loop writers: {alone:6.0f} POST/s without "
           f"subscribers, {loaded:6.0f} POST/s with {count}")  # fmt: skip
 

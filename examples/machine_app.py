@@ -7,7 +7,8 @@ defaults to ``sqlite:///./machine_app.db``.
 It shows: related models with foreign keys, soft delete (cells and machines) next to hard
 delete (tools), a validation hook, a hook that fills in a column, an after-commit listener, the
 program store of ``examples/robot_app`` (templates, stored programs, runs under ``/api/v2``),
-and one ``bootstrap()`` call that serves it all over HTTP with an audit log.
+and one ``bootstrap()`` call that serves it all over HTTP with an audit log; ``/live`` is a
+page that shows every committed write as it happens (``examples/live.html``).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ import argparse
 import logging
 import os
 from datetime import datetime
+from pathlib import Path
 
 import uvicorn
 from examples.robot_app.app import seed_programs
 from fastapi import FastAPI
+from fastapi.responses import FileResponse
 from sqlmodel import Field, Session, SQLModel
 
 from storage import Change, ModelAccessor, bootstrap
@@ -27,6 +30,7 @@ from storage import Change, ModelAccessor, bootstrap
 logger = logging.getLogger("machine_app")
 
 DEFAULT_URL = "sqlite:///./machine_app.db"
+LIVE_PAGE = Path(__file__).with_name("live.html")
 PROGRAM_PACKAGE = "examples.robot_app.programs"
 
 
@@ -100,6 +104,12 @@ def create_app(database_url: str | None = None) -> FastAPI:
         programs=[PROGRAM_PACKAGE],
     )
     seed_programs(app.state.programs)
+
+    @app.get("/live", include_in_schema=False)
+    def live() -> FileResponse:
+        """A page that shows every committed write as it happens (docs/live.md)."""
+        return FileResponse(LIVE_PAGE)
+
     return app
 
 
@@ -110,7 +120,10 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO)
     app = create_app()
-    print(f"Machine app on http://{args.host}:{args.port}  (API docs: /docs)", flush=True)
+    print(
+        f"Machine app on http://{args.host}:{args.port}  (API docs: /docs, live changes: /live)",
+        flush=True,
+    )
     uvicorn.run(app, host=args.host, port=args.port)
 
 

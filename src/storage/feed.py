@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from storage.database import Database
 from storage.watermark import Watermark, highest_id, watermark_for
 
-__all__ = ["ChangeFeed", "close_all", "get_feed"]
+__all__ = ["ChangeFeed", "close_all", "get_feed", "use_feed"]
 
 logger = logging.getLogger("storage.feed")
 
@@ -92,6 +92,11 @@ class ChangeFeed:
 
     def __repr__(self) -> str:
         return f"ChangeFeed(head={self._head}, buffered={len(self._events)})"
+
+    @property
+    def database(self) -> Database:
+        """The database whose audit log it follows."""
+        return self._db
 
     @property
     def head(self) -> int:
@@ -386,6 +391,17 @@ def get_feed(database: Database | None = None) -> ChangeFeed:
         if feed is None:
             feed = _feeds[database] = ChangeFeed(database)
         return feed
+
+
+def use_feed(feed: ChangeFeed) -> ChangeFeed:
+    """Make ``feed`` this process's change feed of its database (for other options than the
+    defaults); the one it replaces is closed."""
+    with _feeds_lock:
+        previous = _feeds.get(feed.database)
+        _feeds[feed.database] = feed
+    if previous is not None and previous is not feed:
+        previous.close()
+    return feed
 
 
 def _default_database() -> Database:
