@@ -32,11 +32,10 @@ def test_the_doc_shows_the_example_files_as_they_are() -> None:
     assert python and all(block in follower for block in python[:1])
 
 
-def machine_app(url: str, port: int | None = None) -> server_process:  # type: ignore[valid-type]
+def machine_app(url: str, port: int | None = None) -> AbstractContextManager[Server]:
     env = {"STORAGE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    return server_process(
-        ["-m", "examples.machine_app"], env=env, ready_path="/db/health", port=port
-    )
+    args = ["-m", "examples.machine_app"]
+    return server_process(args, env=env, ready_path="/db/health", port=port)
 
 
 def add_cell(server: Server, name: str) -> None:
