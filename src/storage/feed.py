@@ -310,6 +310,8 @@ class ChangeFeed:
             timeout = self._poll if watermark.busy else 1.0
             for _ in driver.notifies(timeout=timeout, stop_after=1):
                 pass
+            for _ in driver.notifies(timeout=0):  # a burst of commits: one round for all
+                pass
             return
         self._wake.wait(self._poll)
         self._wake.clear()

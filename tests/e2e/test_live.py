@@ -10,29 +10,13 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
-from support.backends import scratch_database
 from support.servers import ROOT, Server, server_process
 from support.sse import Event, Stream
 
 ADA = {"X-User": "ada"}
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql"),
-    pytest.param("mariadb", id="mariadb"),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'live.db'}"
-        return
-    with scratch_database(request.param) as url:
-        yield url
 
 
 class Cluster:

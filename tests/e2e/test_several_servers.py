@@ -9,34 +9,16 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from support.backends import scratch_database
 from support.servers import ROOT, Server, server_process
 
 FINAL = ("completed", "failed", "cancelled")
 LEASE = 3.0  # seconds: short, so that the tests of dead servers are quick
 ADA = {"X-User": "ada"}
-
-BACKENDS = [
-    pytest.param("sqlite", id="sqlite"),
-    pytest.param("postgresql", id="postgresql"),
-    pytest.param("mariadb", id="mariadb"),
-]
-
-
-@pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database no other test uses: a SQLite file, or a new database on the server."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'cell.db'}"
-        return
-    with scratch_database(request.param) as url:
-        yield url
 
 
 Start = Callable[..., Server]
