@@ -87,6 +87,8 @@ class RunEvents:
                     return
                 change = await self._next_change(changes)
                 if change is None:
+                    if pump.done():  # the feed closed: the server is stopping
+                        return
                     continue
                 audit = change.id
                 if change.operation == RESET:

@@ -73,7 +73,8 @@ def parse_cursor(value: str | None, parts: int = 1) -> tuple[int, ...] | None:
         return None
     pieces = value.strip().split(".")
     if len(pieces) != parts or not all(p.isascii() and p.isdigit() for p in pieces):
-        raise ValidationError(f"Last-Event-ID must be {parts} number(s) joined by '.'")
+        shape = "an audit id (a whole number)" if parts == 1 else "'<audit id>.<line seq>'"
+        raise ValidationError(f"Last-Event-ID must be {shape}")
     numbers = tuple(int(piece) for piece in pieces)
     if any(number > 2**63 - 1 for number in numbers):
         raise ValidationError("Last-Event-ID is out of range")
@@ -86,6 +87,7 @@ async def feed_position() -> int:
     Raises:
         DatabaseUnavailableError: the feed cannot read the audit log (503).
     """
+    _end_streams_on_exit_signals()
     try:
         return await get_feed().position()
     except TimeoutError as exc:
@@ -116,7 +118,6 @@ def change_events(
     shape: Callable[[ChangeEvent], ServerSentEvent | None] | None = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The feed's events as SSE events (``shape`` turns one into an event, or skips it)."""
-    _end_streams_on_exit_signals()
     convert = shape or _as_sse
 
     async def stream() -> AsyncIterator[ServerSentEvent]:

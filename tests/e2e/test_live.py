@@ -137,12 +137,18 @@ def test_a_client_that_stops_reading_holds_up_no_writer(cluster: Cluster) -> Non
     assert len(set(ids(late))) == 1500
 
 
-def test_a_stream_ends_when_its_server_stops(cluster: Cluster) -> None:
+def test_the_streams_end_when_their_server_stops(cluster: Cluster) -> None:
     a = cluster.server()
-    stream = cluster.stream(a, "/db/changes").wait_ready()
+    body = {"template_name": "chatty", "data": {}}
+    assert a.client.post("/api/v2/programs/forever", json=body, headers=ADA).status_code == 201
+    run = a.client.post("/api/v2/programs/forever/runs", headers=ADA).json()
+    streams = [
+        cluster.stream(a, path).wait_ready()
+        for path in ("/db/changes", "/api/v2/runs/events", f"/api/v2/runs/{run['id']}/events")
+    ]
     started = time.monotonic()
-    a.terminate()
-    assert stream.ended.wait(10), "the stream outlived its server"
+    a.terminate()  # waits for the exit: it would wait forever for open streams
+    assert all(stream.ended.wait(10) for stream in streams), "a stream outlived its server"
     assert time.monotonic() - started < 10
     assert "Traceback" not in a.output()
 
