@@ -9,7 +9,7 @@ PORT ?= 8000
 # runs the NOVA runner tests against the fake NOVA server; EXTRAS=dev skips it.
 EXTRAS ?= dev,nova
 
-.PHONY: install run test lint bench bench-http bench-cells clean
+.PHONY: install run test lint bench bench-http bench-cells bench-live clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-http: $(STAMP)
 # Starts, stops and output across two servers on SQLite and PostgreSQL (~1 minute).
 bench-cells: $(STAMP)
 	$(BIN)/python bench/cells.py
+
+# Change-feed delivery latency, 200 streaming clients' cost, writes with them (~1.5 minutes).
+bench-live: $(STAMP)
+	$(BIN)/python bench/live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -52,9 +52,8 @@ def history(after: int = 0, **filters: object) -> list[ChangeEvent]:
 
 def test_a_subscriber_sees_each_write_once_in_order(users: ModelAccessor[User]) -> None:
     async def scenario() -> list[ChangeEvent]:
-        events = subscribe()
+        events = subscribe(after=await get_feed().position())  # fixed before the writes
         first = asyncio.ensure_future(take(events, 4))
-        await get_feed().position()
         await asyncio.sleep(0.05)
         ada = await asyncio.to_thread(users.insert, User(name="Ada"), actor="op")
         await asyncio.to_thread(lambda: users.update(ada.id, actor="op", age=36))
@@ -125,9 +124,8 @@ def test_transactions_committing_out_of_id_order_skip_nothing(
     engine = database.get_engine()
 
     async def scenario() -> list[ChangeEvent]:
-        events = subscribe(components=["interleaved"])
+        events = subscribe(after=await get_feed().position(), components=["interleaved"])
         received = asyncio.ensure_future(take(events, 1 if order == "rollback" else 2, timeout=20))
-        await get_feed().position()
         first, second = Session(engine), Session(engine)
         try:
             await asyncio.to_thread(_audit, first, "lower")  # takes the lower id, stays open
@@ -152,8 +150,9 @@ def test_transactions_committing_out_of_id_order_skip_nothing(
 
 def test_a_write_through_a_session_the_app_opened_is_announced(users: ModelAccessor[User]) -> None:
     async def scenario() -> list[ChangeEvent]:
-        received = asyncio.ensure_future(take(subscribe(components=["users"]), 1))
-        await get_feed().position()
+        received = asyncio.ensure_future(
+            take(subscribe(after=await get_feed().position(), components=["users"]), 1)
+        )
         with Session(database.get_engine()) as session, database.use_session(session):
             await asyncio.to_thread(users.insert, User(name="Own"), actor="app")
         return await received
@@ -179,8 +178,7 @@ def test_a_restore_resets_the_subscribers(users: ModelAccessor[User], tmp_path: 
     users.insert_many([User(name=f"u{i}") for i in range(5)], actor="op")
 
     async def scenario() -> list[ChangeEvent]:
-        received = asyncio.ensure_future(take(subscribe(), 2))
-        await get_feed().position()
+        received = asyncio.ensure_future(take(subscribe(after=await get_feed().position()), 2))
         with snapshot.open("rb") as upload:
             await asyncio.to_thread(restore_upload, upload, actor="admin")
         await asyncio.sleep(0.3)
@@ -202,8 +200,11 @@ def test_many_writers_while_a_subscriber_follows(users: ModelAccessor[User]) -> 
             users.insert(User(name=f"w{worker}-{i}"), actor=f"w{worker}")
 
     async def scenario() -> list[ChangeEvent]:
-        received = asyncio.ensure_future(take(subscribe(components=["users"]), 100, timeout=60))
-        await get_feed().position()
+        received = asyncio.ensure_future(
+            take(
+                subscribe(after=await get_feed().position(), components=["users"]), 100, timeout=60
+            )
+        )
         threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
