@@ -53,7 +53,7 @@ class RunEvents:
     def status_event(self, event: ChangeEvent) -> ServerSentEvent | None:
         """The ``status`` event of a change of a run; ``None`` for changes that are not one."""
         if event.operation == RESET:
-            return ServerSentEvent(event=RESET, id=str(event.id), data={})
+            return ServerSentEvent(event=RESET, id=str(event.id), raw_data="{}")
         before, after = event.before or {}, event.after
         if after is None or event.component != self.component:
             return None
@@ -92,7 +92,7 @@ class RunEvents:
                     continue
                 audit = change.id
                 if change.operation == RESET:
-                    yield ServerSentEvent(event=RESET, id=f"{audit}.{seq}", data={})
+                    yield ServerSentEvent(event=RESET, id=f"{audit}.{seq}", raw_data="{}")
                     return
                 if self.status_event(change) is None or change.after is None:
                     continue

@@ -39,10 +39,11 @@ from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.feed import get_feed
 from storage.http import RouteAuth, StorageRoute, require_actor
 from storage.streams import (
+    EventStreamResponse,
     Follow,
     LastEventId,
     ResumeAfter,
-    change_events,
+    change_stream,
     feed_position,
     parse_cursor,
 )
@@ -205,23 +206,18 @@ def build_runs_router(
         await anyio.to_thread.run_sync(runner.history.get, run_id)
         return (resume[0], resume[1]) if resume else (head, 0)
 
-    @router.get("/runs/events", dependencies=reads, response_class=EventSourceResponse)
-    async def all_run_events(
-        start: ResumeAfter, follow: Follow = True
-    ) -> AsyncIterator[ServerSentEvent]:
+    @router.get("/runs/events", dependencies=reads, response_class=EventStreamResponse)
+    async def all_run_events(start: ResumeAfter, follow: Follow = True) -> EventStreamResponse:
         """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
         to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
         ``Last-Event-ID`` (the audit id)."""
-        stream = change_events(
+        return change_stream(
             get_feed(),
             after=start,
             components=[events.component],
-            operations=[],
             follow=follow,
             shape=events.status_event,
         )
-        async for event in stream:
-            yield event
 
     @router.get(
         "/runs/{run_id}/events",

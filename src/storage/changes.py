@@ -94,6 +94,9 @@ class ChangeEvent:
     after: dict[str, Any] | None = None
     json: str = field(default="", repr=False, compare=False)
     """The event as a JSON object (everything but ``id``), for the SSE ``data`` line."""
+    sse: bytes = field(default=b"", repr=False, compare=False)
+    """The event as a Server-Sent Events message (``event``, ``data``, ``id``): encoded once,
+    sent to every client as it is."""
 
     @classmethod
     def from_row(cls, row: Any) -> ChangeEvent:
@@ -111,7 +114,7 @@ class ChangeEvent:
 
     @classmethod
     def of(cls, **values: Any) -> ChangeEvent:
-        """An event with its ``json`` filled in."""
+        """An event with its ``json`` and ``sse`` filled in."""
         event = cls(**values)
         data = {
             "component": event.component,
@@ -122,7 +125,12 @@ class ChangeEvent:
             "before": event.before,
             "after": event.after,
         }
-        object.__setattr__(event, "json", json.dumps(data, separators=(",", ":")))
+        encoded = json.dumps(data, separators=(",", ":"))  # ASCII, one line
+        name = " ".join(event.operation.split())  # an SSE field is one line
+        object.__setattr__(event, "json", encoded)
+        object.__setattr__(
+            event, "sse", f"event: {name}\ndata: {encoded}\nid: {event.id}\n\n".encode()
+        )
         return event
 
 

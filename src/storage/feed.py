@@ -22,6 +22,7 @@ import asyncio
 import bisect
 import logging
 import threading
+import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ logger = logging.getLogger("storage.feed")
 
 _TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
 _RESTORE = ("database", "restore")  # the audit row a restore writes
+_LISTEN_WAIT = 0.25  # seconds PostgreSQL's reader waits for a NOTIFY at a time
+_LOOK_ANYWAY = 2.0  # seconds after which it looks without one
 
 
 def _highest(connection: Connection) -> int:
@@ -88,6 +91,7 @@ class ChangeFeed:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._looked = 0.0  # when the reader last looked (PostgreSQL)
         self._pulses: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
 
     def __repr__(self) -> str:
@@ -155,34 +159,60 @@ class ChangeFeed:
         operations: Iterable[str] = (),
         follow: bool = True,
     ) -> AsyncIterator[ChangeEvent]:
-        """The events after ``after`` (``None``: from now), in order, each once (see
-        :func:`storage.changes.subscribe`)."""
+        """The events after ``after`` (``None``: from the head when it first runs), in order,
+        each once (see :func:`storage.changes.subscribe`)."""
+        batches = self.batches(
+            after=after, components=components, operations=operations, follow=follow
+        )
+        async for batch in batches:
+            for event in batch:
+                yield event
+
+    async def batches(
+        self,
+        *,
+        after: int | None = None,
+        components: Iterable[str] = (),
+        operations: Iterable[str] = (),
+        follow: bool = True,
+        idle: float | None = None,
+    ) -> AsyncIterator[list[ChangeEvent]]:
+        """What :meth:`subscribe` gives, a batch at a time: every event there is to send at
+        once (what a server writes to a client in one go). With ``idle``, an empty batch after
+        that many seconds without events (time for a keep-alive)."""
         wanted = _Filter(frozenset(components), frozenset(operations))
         head = await self.position()
         epoch = self._epoch
         cursor = head if after is None else after
         if cursor > self._head and cursor > await asyncio.to_thread(self._highest):
             cursor = self._head
-            yield self._reset_event(cursor)  # an id this database never gave out
+            yield [self._reset_event(cursor)]  # an id this database never gave out
+        quiet_since = time.monotonic()
         while not self._stopping.is_set():
             pulse = self._pulse_for(asyncio.get_running_loop())
             if self._epoch != epoch:
                 epoch, cursor = self._epoch, self._head
-                yield self._reset_event(cursor)
+                yield [self._reset_event(cursor)]
                 continue
-            head = self._head
-            if cursor < head:
-                batch, end = await self._next(cursor, head, wanted)
+            if cursor < self._head:
+                batch, end = await self._next(cursor, self._head, wanted)
                 if self._epoch != epoch:
                     continue  # read across a restore: start over from the reset
-                for event in batch:
-                    yield event
                 cursor = end
+                if batch:
+                    quiet_since = time.monotonic()
+                    yield batch
                 continue
             if not follow:
                 return
+            wait = 5.0 if idle is None else quiet_since + idle - time.monotonic()
+            if wait <= 0:
+                quiet_since = time.monotonic()
+                yield []
+                continue
             try:
-                await asyncio.wait_for(pulse.wait(), timeout=5.0)
+                async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                    await pulse.wait()
             except TimeoutError:
                 pass
 
@@ -293,8 +323,7 @@ class ChangeFeed:
                 self._head = self._floor = head
             self._ready.set()
         while not self._stopping.is_set():
-            self._wait(connection, watermark)
-            if watermark.changed(connection):
+            if self._wait(connection, watermark) and watermark.changed(connection):
                 self._advance(connection, watermark.advance(connection, self._head))
             connection.commit()  # SQLite: end the read, so the next one sees new commits
 
@@ -304,17 +333,25 @@ class ChangeFeed:
             return max(0, _highest(connection) - 1000)  # older holes are long settled
         return 0
 
-    def _wait(self, connection: Connection, watermark: Watermark) -> None:
-        if connection.dialect.name == "postgresql":
-            driver: Any = connection.connection.driver_connection
-            timeout = self._poll if watermark.busy else 1.0
-            for _ in driver.notifies(timeout=timeout, stop_after=1):
-                pass
+    def _wait(self, connection: Connection, watermark: Watermark) -> bool:
+        """Wait for a reason to look; ``False``: nothing to look at yet (only PostgreSQL)."""
+        if connection.dialect.name != "postgresql":
+            self._wake.wait(self._poll)
+            self._wake.clear()
+            return True
+        driver: Any = connection.connection.driver_connection
+        # Short waits, so that close() is quick; a look only when told, or now and then in
+        # case a notification was missed.
+        timeout = self._poll if watermark.busy else _LISTEN_WAIT
+        notified = any(True for _ in driver.notifies(timeout=timeout, stop_after=1))
+        if notified:
             for _ in driver.notifies(timeout=0):  # a burst of commits: one round for all
                 pass
-            return
-        self._wake.wait(self._poll)
-        self._wake.clear()
+        now = time.monotonic()
+        if notified or watermark.busy or now - self._looked >= _LOOK_ANYWAY:
+            self._looked = now
+            return True
+        return False
 
     def _advance(self, connection: Connection, head: int) -> None:
         if head < self._head:
