@@ -7,6 +7,7 @@ from storage.auditor import AuditLog
 from storage.bootstrap import bootstrap
 from storage.changes import (
     Change,
+    ChangeEvent,
     notify_database_restored,
     off_database_restored,
     on_database_restored,
@@ -35,6 +36,7 @@ from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migratio
 __all__ = [
     "AuditLog",
     "Change",
+    "ChangeEvent",
     "ConfigurationError",
     "ConflictError",
     "DatabaseBusyError",

@@ -1,10 +1,11 @@
 """The change feed: the audit log, followed live by every process, nothing lost.
 
-One :class:`ChangeFeed` per database and process reads the audit log as it grows, on a thread
-and connection of its own, and fans the events out in memory to every subscriber of the
-process (the SSE routes, :func:`storage.changes.subscribe`). It reads only up to the audit
-log's watermark (see :mod:`storage.watermark`), so events come in id order, which is commit
-order, each once, also when transactions commit out of id order.
+One :class:`ChangeFeed` per database and process reads the audit log as it grows (with an
+:class:`storage.tail.AuditTail`: a thread and connection of its own), and fans the events out
+in memory to every subscriber of the process (the SSE routes,
+:func:`storage.changes.subscribe`). It reads only up to the audit log's watermark (see
+:mod:`storage.watermark`), so events come in id order, which is commit order, each once, also
+when transactions commit out of id order.
 
 Subscribers do not queue: each keeps only its cursor (the last id it delivered) and reads the
 feed's recent events from that cursor on. The feed keeps the last ``buffer_size`` events; a
@@ -26,27 +27,24 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, select
 
-from storage import changes
 from storage import database as storage_database
-from storage.auditor import AuditLog, utcnow
+from storage.auditor import utcnow
 from storage.changes import RESET, ChangeEvent
+from storage.tail import AUDIT_TABLE, AuditTail
+from storage.watermark import highest_id
 
 if TYPE_CHECKING:
     from storage.database import Database
-from storage.watermark import Watermark, highest_id, watermark_for
 
 __all__ = ["ChangeFeed", "close_all", "get_feed", "use_feed"]
 
 logger = logging.getLogger("storage.feed")
 
-_TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
-_RESTORE = ("database", "restore")  # the audit row a restore writes
-_LISTEN_WAIT = 0.25  # seconds PostgreSQL's reader waits for a NOTIFY at a time
-_LOOK_ANYWAY = 2.0  # seconds after which it looks without one
+_TABLE = AUDIT_TABLE
 
 
 def _highest(connection: Connection) -> int:
@@ -79,20 +77,21 @@ class ChangeFeed:
             raise ValueError("buffer_size, page_size and poll_interval must be positive")
         self._db = database or _default_database()
         self._buffer_size = buffer_size
-        self._poll = poll_interval
-        self._grace = gap_grace
         self._page = page_size
         self._lock = threading.Lock()
         self._events: list[ChangeEvent] = []
         self._floor = 0  # every event with floor < id <= head is in _events
         self._head = 0
         self._epoch = 0  # bumped by a reset
-        self._ready = threading.Event()
-        self._wake = threading.Event()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._looked = 0.0  # when the reader last looked (PostgreSQL)
         self._pulses: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
+        self._tail = AuditTail(
+            self._db,
+            self,
+            poll_interval=poll_interval,
+            gap_grace=gap_grace,
+            page_size=page_size,
+            keep=buffer_size,
+        )
 
     def __repr__(self) -> str:
         return f"ChangeFeed(head={self._head}, buffered={len(self._events)})"
@@ -115,17 +114,8 @@ class ChangeFeed:
         Raises:
             TimeoutError: the database did not answer within ``timeout`` seconds.
         """
-        with self._lock:
-            if self._thread is None or not self._thread.is_alive():
-                self._stopping.clear()
-                self._ready.clear()
-                self._thread = threading.Thread(
-                    target=self._run, name="storage-change-feed", daemon=True
-                )
-                self._thread.start()
-                changes.on_audited_commit(self._wake.set)
-                changes.on_database_restored(self._wake.set)
-        if not self._ready.wait(timeout):
+        self._tail.start()
+        if not self._tail.ready.wait(timeout):
             raise TimeoutError("the change feed could not read the audit log")
 
     def close(self, *, wait: bool = True) -> None:
@@ -134,18 +124,13 @@ class ChangeFeed:
         Args:
             wait: wait (up to 5 s) for the reading thread to end.
         """
-        self._stopping.set()
-        changes.off_audited_commit(self._wake.set)
-        changes.off_database_restored(self._wake.set)
-        self._wake.set()
-        self._pulse_all()
-        thread = self._thread
-        if wait and thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
+        self._tail.stop(wait=False)
+        self.pulse()
+        self._tail.stop(wait=wait)
 
     async def position(self) -> int:
         """Start reading if need be, and return the head: where a subscriber "from now" starts."""
-        if not self._ready.is_set() or self._stopping.is_set():
+        if not self._tail.ready.is_set() or self._tail.stopping.is_set():
             await asyncio.to_thread(self.start)
         return self._head
 
@@ -188,7 +173,7 @@ class ChangeFeed:
             cursor = self._head
             yield [self._reset_event(cursor)]  # an id this database never gave out
         quiet_since = time.monotonic()
-        while not self._stopping.is_set():
+        while not self._tail.stopping.is_set():
             pulse = self._pulse_for(asyncio.get_running_loop())
             if self._epoch != epoch:
                 epoch, cursor = self._epoch, self._head
@@ -278,109 +263,20 @@ class ChangeFeed:
             pulse = self._pulses[loop] = asyncio.Event()
         return pulse
 
-    def _pulse_all(self) -> None:
-        for loop in list(self._pulses):
-            try:
-                loop.call_soon_threadsafe(self._pulse, loop)
-            except RuntimeError:  # the loop is closed
-                self._pulses.pop(loop, None)
-
     def _pulse(self, loop: asyncio.AbstractEventLoop) -> None:
         pulse = self._pulses.get(loop)
         self._pulses[loop] = asyncio.Event()
         if pulse is not None:
             pulse.set()
 
-    # -- the reader ------------------------------------------------------------------------
+    # -- the sink of the tail ----------------------------------------------------------------
 
-    def _run(self) -> None:
-        watermark = watermark_for(self._db.engine.dialect.name, _TABLE, gap_grace=self._grace)
-        while not self._stopping.is_set():
-            try:
-                with self._db.read_engine().connect() as connection:
-                    self._follow(self._configure(connection), watermark)
-            except Exception as exc:  # the database went away: try again, lose nothing
-                logger.warning("the change feed lost the database (%s); reconnecting", exc)
-                self._stopping.wait(1.0)
+    def restart(self, head: int) -> None:
+        with self._lock:
+            self._events.clear()
+            self._head = self._floor = head
 
-    def _configure(self, connection: Connection) -> Connection:
-        if connection.dialect.name == "sqlite":
-            return connection  # each round is a read transaction, ended by commit()
-        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
-        if connection.dialect.name == "postgresql":
-            connection.exec_driver_sql(f'LISTEN "{changes.CHANNEL}"')
-        return connection
-
-    def _follow(self, connection: Connection, watermark: Watermark) -> None:
-        watermark.prepare(connection)
-        if not self._ready.is_set():
-            head = watermark.advance(connection, self._start(connection))
-            while watermark.busy and not self._stopping.wait(self._poll):
-                head = watermark.advance(connection, head)
-            connection.commit()
-            with self._lock:
-                self._events.clear()
-                self._head = self._floor = head
-            self._ready.set()
-        while not self._stopping.is_set():
-            if self._wait(connection, watermark) and watermark.changed(connection):
-                self._advance(connection, watermark.advance(connection, self._head))
-            connection.commit()  # SQLite: end the read, so the next one sees new commits
-
-    @staticmethod
-    def _start(connection: Connection) -> int:
-        if connection.dialect.name in ("mysql", "mariadb"):
-            return max(0, _highest(connection) - 1000)  # older holes are long settled
-        return 0
-
-    def _wait(self, connection: Connection, watermark: Watermark) -> bool:
-        """Wait for a reason to look; ``False``: nothing to look at yet (only PostgreSQL)."""
-        if connection.dialect.name != "postgresql":
-            self._wake.wait(self._poll)
-            self._wake.clear()
-            return True
-        driver: Any = connection.connection.driver_connection
-        # Short waits, so that close() is quick; a look only when told, or now and then in
-        # case a notification was missed.
-        timeout = self._poll if watermark.busy else _LISTEN_WAIT
-        notified = any(True for _ in driver.notifies(timeout=timeout, stop_after=1))
-        if notified:
-            for _ in driver.notifies(timeout=0):  # a burst of commits: one round for all
-                pass
-        now = time.monotonic()
-        if notified or watermark.busy or now - self._looked >= _LOOK_ANYWAY:
-            self._looked = now
-            return True
-        return False
-
-    def _advance(self, connection: Connection, head: int) -> None:
-        if head < self._head:
-            self._reset(head)
-            return
-        start = head - self._buffer_size
-        if start > self._head:  # more than the buffer holds: subscribers read the rest
-            with self._lock:
-                self._events.clear()
-                self._head = self._floor = start
-        start = self._head
-        while start < head:
-            rows = connection.execute(
-                select(_TABLE)
-                .where(_TABLE.c.id > start, _TABLE.c.id <= head)
-                .order_by(_TABLE.c.id)
-                .limit(self._page)
-            ).all()
-            end = int(rows[-1].id) if len(rows) == self._page else head
-            events = [ChangeEvent.from_row(row) for row in rows]
-            restores = [e.id for e in events if (e.component, e.operation) == _RESTORE]
-            if restores:
-                self._reset(restores[-1])  # what comes before it is the backup's history
-                events = [event for event in events if event.id > restores[-1]]
-            self._append(events, head=end)
-            start = end
-        self._pulse_all()
-
-    def _append(self, events: list[ChangeEvent], *, head: int) -> None:
+    def append(self, events: list[ChangeEvent], head: int) -> None:
         with self._lock:
             self._events.extend(events)
             excess = len(self._events) - self._buffer_size
@@ -389,13 +285,20 @@ class ChangeFeed:
                 del self._events[:excess]
             self._head = max(self._head, head)
 
-    def _reset(self, head: int) -> None:
+    def reset(self, head: int) -> None:
         logger.info("the audit log was replaced (a restore); the feed carries on at %d", head)
         with self._lock:
             self._events.clear()
             self._head = self._floor = head
             self._epoch += 1
-        self._pulse_all()
+        self.pulse()
+
+    def pulse(self) -> None:
+        for loop in list(self._pulses):
+            try:
+                loop.call_soon_threadsafe(self._pulse, loop)
+            except RuntimeError:  # the loop is closed
+                self._pulses.pop(loop, None)
 
 
 @dataclass(frozen=True)
