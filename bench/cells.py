@@ -38,16 +38,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, event, text
 
-from support.backends import scratch_database
+from support.backends import fresh_database
 from support.servers import Server, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,16 +59,6 @@ def percentiles(values: list[float]) -> str:
     return (
         f"{statistics.median(ordered) * 1000:7.1f} ms  p95 {p95 * 1000:7.1f} ms  (n={len(values)})"
     )
-
-
-@contextmanager
-def database_for(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'cell.db'}"
-    else:
-        with scratch_database(backend) as url:
-            yield url
 
 
 def servers(stack: ExitStack, url: str) -> tuple[Server, Server]:
@@ -167,7 +156,7 @@ def idle_statements(url: str, seconds: float) -> float:
 
 def bench(backend: str, repeat: int) -> None:
     print(f"\n== {backend}: two servers, A executes, B serves the API only")
-    with database_for(backend) as url, ExitStack() as stack:
+    with fresh_database(backend) as url, ExitStack() as stack:
         a, b = (server.client for server in servers(stack, url))
         for name, template, data in (("once", "stamps", {"lines": 1}),
                                      ("forever", "stamps", {"lines": 10**9})):  # fmt: skip

@@ -53,19 +53,18 @@ import asyncio
 import json
 import os
 import statistics
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event
 
-from support.backends import scratch_database
+from support.backends import fresh_database
 from support.servers import Server, server_process
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,16 +81,6 @@ def percentiles(values: list[float]) -> str:
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     median = statistics.median(ordered)
     return f"p50 {median * 1000:7.1f} ms  p99 {p99 * 1000:7.1f} ms  (n={len(values)})"
-
-
-@contextmanager
-def database_for(backend: str) -> Iterator[str]:
-    if backend == "sqlite":
-        with tempfile.TemporaryDirectory() as folder:
-            yield f"sqlite:///{Path(folder) / 'live.db'}"
-    else:
-        with scratch_database(backend) as url:
-            yield url
 
 
 class Output:
@@ -404,7 +393,7 @@ def stop_servers(started: list[tuple[Server, Output]]) -> None:
 
 def bench(backend: str, repeat: int, subscribers: int, rate: float, seconds: float) -> None:
     print(f"\n== {backend}: two servers on one database, writes go to A")
-    with database_for(backend) as url, ExitStack() as stack:
+    with fresh_database(backend) as url, ExitStack() as stack:
         started = servers(stack, url)
         (a, _), (b, _) = started
         for i in range(20):  # warm up the write path

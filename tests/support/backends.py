@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import atexit
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, inspect, text
@@ -141,3 +143,15 @@ def scratch_database(name: str) -> Iterator[str]:
         yield url
     finally:
         _drop_database(name, database)
+
+
+@contextmanager
+def fresh_database(backend: str) -> Iterator[str]:
+    """The URL of a database nobody else uses, on ``sqlite`` (a file in a temporary folder),
+    ``postgresql`` or ``mariadb`` (a new database on the server); removed afterwards."""
+    if backend != "sqlite":
+        with scratch_database(backend) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="ms-test-") as folder:
+        yield f"sqlite:///{Path(folder) / 'app.db'}"
