@@ -55,13 +55,14 @@ import os
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from cells import round_trips  # bench/ is on the path, behind the standard library
 from sqlalchemy import Column, Integer, MetaData, String, Table, create_engine, event
 
 from support.backends import fresh_database
@@ -268,15 +269,6 @@ async def delivery(stream_from: Server, write_to: Server, count: int, interval: 
     missing = len(stamps) - len(after_answer)
     note = f"  MISSING {missing}" if missing else ""
     return f"{percentiles(after_answer)}   sent: {percentiles(after_sent)}{note}"
-
-
-def round_trips(call: Callable[[], object], repeat: int = 200) -> list[float]:
-    times = []
-    for _ in range(repeat):
-        begun = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - begun)
-    return times
 
 
 def received(subscribers: list[Subscriber], keys: Iterable[str], what: str) -> str:
