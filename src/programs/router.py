@@ -99,7 +99,7 @@ def build_programs_router(
     store = source if isinstance(source, ProgramStore) else ProgramStore(source)
     guard = auth or RouteAuth()
     router = APIRouter(prefix=prefix, tags=list(tags or ["programs"]), route_class=StorageRoute)
-    reads, writes, admin = list(guard.read), list(guard.write), list(guard.admin)
+    reads, writes, admin = list(guard.read), list(guard.write), guard.admin_guards
 
     @router.get("/program-templates", dependencies=reads)
     def list_program_templates() -> list[TemplateRead]:

@@ -8,14 +8,17 @@ the host app registering exception handlers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 from fastapi import Header, HTTPException, Request, Response
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.formparsers import MultiPartException
 from starlette.types import Message, Receive
 
 from storage.errors import (
@@ -37,7 +40,10 @@ __all__ = [
     "RouteAuth",
     "StorageRoute",
     "error_response",
+    "file_upload_body",
     "limit_body",
+    "require_local_client",
+    "uploaded_file",
     "optional_actor",
     "require_actor",
 ]
@@ -162,7 +168,12 @@ class RouteAuth:
     """FastAPI dependencies that guard routes, by kind of route.
 
     ``read`` guards GET routes, ``write`` every mutation, ``admin`` the database-wide routes
-    (export, import, backup, restore). The default guards nothing, as vention-storage did.
+    (export, import, backup, restore). Auth fails closed: ``admin`` left out takes the
+    ``write`` guard (else the ``read`` guard), so guarding the writes never leaves the
+    database's export, backup and restore open; an explicit ``admin=()`` beside other guards
+    is logged as a warning. With no guard at all (the default, as vention-storage had), the
+    routes that replace data (``POST /db/restore``, ``POST /db/import``) answer only clients
+    on this machine (loopback) unless ``unguarded_remote_admin`` is set.
 
     Example::
 
@@ -171,9 +182,90 @@ class RouteAuth:
 
     read: Sequence[Depends] = field(default=())
     write: Sequence[Depends] = field(default=())
-    admin: Sequence[Depends] = field(default=())
+    admin: Sequence[Depends] | None = None
+    unguarded_remote_admin: bool = False
+    """Let other machines restore and import although no guard is configured (not advised)."""
+
+    def __post_init__(self) -> None:
+        if self.admin is None:
+            object.__setattr__(self, "admin", tuple(self.write) or tuple(self.read))
+        elif not self.admin and (self.read or self.write):
+            logger.warning(
+                "RouteAuth(admin=()) leaves export, import, backup and restore unguarded "
+                "while reads or writes are guarded"
+            )
+
+    @property
+    def admin_guards(self) -> list[Depends]:
+        """The ``admin`` dependencies, as a list."""
+        return list(self.admin or ())
+
+    @property
+    def is_open(self) -> bool:
+        """Whether no route is guarded at all."""
+        return not (self.read or self.write or self.admin)
+
+    def replacing_guards(self) -> list[Depends]:
+        """The dependencies of the routes that replace data (restore, import)."""
+        if self.is_open and not self.unguarded_remote_admin:
+            return [Depends(require_local_client)]
+        return self.admin_guards
 
     @classmethod
     def every(cls, *dependencies: Depends) -> RouteAuth:
         """The same dependencies on every route."""
         return cls(read=dependencies, write=dependencies, admin=dependencies)
+
+
+_LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
+
+
+def require_local_client(request: Request) -> None:
+    """FastAPI dependency: refuse (403) a client that is not on this machine.
+
+    Guards the routes that replace data when an app configured no auth at all. Starlette's
+    in-process ``TestClient`` counts as local.
+    """
+    host = request.client.host if request.client else ""
+    if host in _LOCAL_HOSTS or host.startswith("127."):
+        return
+    raise HTTPException(
+        status_code=403,
+        detail=(
+            "restore and import are only open to this machine while the app configures no auth:"
+            " pass auth=RouteAuth(admin=[Depends(your_check)]) to bootstrap(), or "
+            "RouteAuth(unguarded_remote_admin=True) to open them to the network"
+        ),
+    )
+
+
+@asynccontextmanager
+async def uploaded_file(request: Request, field: str = "file") -> AsyncIterator[IO[bytes]]:
+    """The file of a ``multipart/form-data`` body, read in the endpoint rather than before it,
+    so that the route's guards run before a byte of the upload is read; closed after.
+
+    Raises:
+        ValidationError: the body is not multipart, or has no file in ``field`` (422).
+    """
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except (MultiPartException, AssertionError) as exc:
+        raise ValidationError(
+            f"send the file as multipart/form-data, in the field {field!r}"
+        ) from exc
+    try:
+        upload = form.get(field)
+        if not isinstance(upload, StarletteUploadFile):
+            raise ValidationError(f"send the file as multipart/form-data, in the field {field!r}")
+        yield upload.file
+    finally:
+        await form.close()
+
+
+def file_upload_body(description: str, field: str = "file") -> dict[str, Any]:
+    """The OpenAPI ``requestBody`` of a route that takes one file with :func:`uploaded_file`."""
+    file = {"type": "string", "format": "binary", "description": description}
+    schema = {"type": "object", "properties": {field: file}, "required": [field]}
+    return {
+        "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema}}}
+    }

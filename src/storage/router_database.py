@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import IO, Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, File, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select, text
@@ -28,9 +29,11 @@ from storage.http import (
     MAX_OFFSET,
     RouteAuth,
     StorageRoute,
+    file_upload_body,
     limit_body,
     optional_actor,
     require_actor,
+    uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
 from storage.restore import RestoreSummary
@@ -92,7 +95,7 @@ def build_db_router(
     if max_restore_bytes < 1 or max_import_bytes < 1:
         raise ValueError("upload limits must be positive")
     auth = auth or RouteAuth()
-    read, admin = list(auth.read), list(auth.admin)
+    read, admin = list(auth.read), auth.admin_guards
     router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
     add_change_stream(router, "/changes", dependencies=read, name="db_changes")
 
@@ -198,49 +201,64 @@ def build_db_router(
         snapshot = backup.open_snapshot()
         return _stream(snapshot, "application/x-sqlite3", f"backup-{_stamp()}.sqlite")
 
-    def import_csv(
-        file: Annotated[UploadFile, File(description="An export zip, or one CSV file.")],
+    async def import_csv(
+        request: Request,
         actor: Annotated[str, Depends(require_actor)],
         table: Annotated[str | None, Query(description="The table of a single CSV file.")] = None,
         mode: Annotated[ImportMode, Query(description="insert, upsert or replace.")] = "insert",
         dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
     ) -> ImportSummary:
-        """Load CSV data back, checked against the models, in one transaction."""
-        return importer.import_upload(
-            file.file, actor=actor, table=table, mode=mode, dry_run=dry_run
-        )
+        """Load CSV data back, checked against the models, in one transaction.
 
-    def restore_sqlite(
-        file: Annotated[UploadFile, File(description="A SQLite backup file.")],
+        The body (multipart, field ``file``: an export zip, or one CSV file) is read only once
+        the route's guards let the request in.
+        """
+        async with uploaded_file(request) as upload:
+            return await run_in_threadpool(
+                importer.import_upload,
+                upload,
+                actor=actor,
+                table=table,
+                mode=mode,
+                dry_run=dry_run,
+            )
+
+    async def restore_sqlite(
+        request: Request,
         actor: Annotated[str, Depends(optional_actor)],
         integrity_check: Annotated[
             bool, Query(description="Run PRAGMA integrity_check on the file first.")
         ] = True,
         dry_run: Annotated[bool, Query(description="Check the file only.")] = False,
     ) -> RestoreSummary:
-        """Replace the database's data with a backup, atomically, while the app runs."""
-        return restore.restore_upload(
-            file.file,
-            actor=actor,
-            max_bytes=max_restore_bytes,
-            integrity_check=integrity_check,
-            dry_run=dry_run,
-        )
+        """Replace the database's data with a backup, atomically, while the app runs.
 
-    router.add_api_route(
-        "/import",
-        import_csv,
-        methods=["POST"],
-        dependencies=admin,
-        route_class_override=limit_body(max_import_bytes + _MULTIPART_SLACK),
-    )
-    router.add_api_route(
-        "/restore",
-        restore_sqlite,
-        methods=["POST"],
-        dependencies=admin,
-        route_class_override=limit_body(max_restore_bytes + _MULTIPART_SLACK),
-    )
+        The body (multipart, field ``file``: a SQLite backup file) is read only once the
+        route's guards let the request in.
+        """
+        async with uploaded_file(request) as upload:
+            return await run_in_threadpool(
+                restore.restore_upload,
+                upload,
+                actor=actor,
+                max_bytes=max_restore_bytes,
+                integrity_check=integrity_check,
+                dry_run=dry_run,
+            )
+
+    replacing = auth.replacing_guards()
+    for path, endpoint, limit, what in (
+        ("/import", import_csv, max_import_bytes, "An export zip, or one CSV file."),
+        ("/restore", restore_sqlite, max_restore_bytes, "A SQLite backup file."),
+    ):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            dependencies=replacing,
+            route_class_override=limit_body(limit + _MULTIPART_SLACK),
+            openapi_extra=file_upload_body(what),
+        )
     return router
 
 

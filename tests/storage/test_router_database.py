@@ -485,6 +485,93 @@ def test_auth_guards_each_kind_of_route(backend: str, method: str, path: str, gu
     assert client.request(method, path, files=files, headers=ACTOR).status_code == guard
 
 
+ADMIN_ROUTES = [
+    pytest.param("GET", "/db/export.zip", id="export"),
+    pytest.param("GET", "/db/backup.sqlite", id="backup"),
+    pytest.param("POST", "/db/import", id="import"),
+    pytest.param("POST", "/db/restore", id="restore"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+@pytest.mark.parametrize(
+    ("auth", "status"),
+    [
+        pytest.param(RouteAuth(write=[Depends(require_admin)]), 403, id="write-guard"),
+        pytest.param(RouteAuth(read=[Depends(require_token)]), 401, id="read-guard"),
+    ],
+)
+def test_a_guard_on_writes_or_reads_also_guards_the_admin_routes(
+    backend: str, method: str, path: str, auth: RouteAuth, status: int
+) -> None:
+    client = client_for(auth=auth)
+    files = csv_file("name\nAda\n") if method == "POST" else None
+    refused = client.request(method, path, files=files, headers=ACTOR)
+    assert refused.status_code == status
+    allowed = {"X-Role": "admin", "X-Token": "t", **ACTOR}
+    assert client.request(method, path, files=files, headers=allowed).status_code not in (401, 403)
+
+
+def test_an_explicitly_open_admin_beside_guards_is_warned(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    auth = RouteAuth(write=[Depends(require_admin)], admin=())
+    assert "leaves export, import, backup and restore unguarded" in caplog.text
+    assert client_for(auth=auth).get("/db/backup.sqlite").status_code == 200
+
+
+@pytest.mark.parametrize("path", ["/db/import", "/db/restore"])
+def test_without_any_auth_data_is_replaced_only_from_this_machine(backend: str, path: str) -> None:
+    app = FastAPI()
+    app.include_router(build_db_router())
+    remote = TestClient(app, client=("203.0.113.7", 50000))
+    response = remote.post(path, files=csv_file("name\nAda\n"), headers=ACTOR)
+    assert response.status_code == 403
+    assert "RouteAuth(admin=[Depends(" in response.json()["detail"]
+    assert remote.get("/db/export.zip").status_code == 200  # reading stays open, as before
+    local = TestClient(app, client=("127.0.0.1", 50000))
+    assert local.post(path, files=csv_file("name\nAda\n"), headers=ACTOR).status_code != 403
+    opened = FastAPI()
+    opened.include_router(build_db_router(auth=RouteAuth(unguarded_remote_admin=True)))
+    anyone = TestClient(opened, client=("203.0.113.7", 50000))
+    assert anyone.post(path, files=csv_file("name\nAda\n"), headers=ACTOR).status_code != 403
+
+
+@pytest.mark.parametrize("path", ["/db/import", "/db/restore"])
+def test_the_guard_runs_before_the_upload_is_read(backend: str, path: str) -> None:
+    client = client_for(auth=RouteAuth(admin=[Depends(require_admin)]))
+    sent = []
+
+    def body() -> Iterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x"\r\n\r\n'
+        for _ in range(64):
+            sent.append(1 << 20)
+            yield b"x" * (1 << 20)
+        yield b"\r\n--b--\r\n"
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b", **ACTOR}
+    response = client.post(path, content=body(), headers=headers)
+    assert response.status_code == 403
+    assert sum(sent) <= 1 << 20, f"{sum(sent)} bytes were read before the guard refused"
+
+
+@pytest.mark.parametrize(
+    "request_kwargs",
+    [
+        pytest.param({"content": b"name\nAda\n"}, id="not-multipart"),
+        pytest.param({"files": {"other": ("x.csv", b"name\nAda\n")}}, id="no-file-field"),
+        pytest.param({"data": {"file": "just text"}}, id="text-not-file"),
+    ],
+)
+@pytest.mark.parametrize("path", ["/db/import", "/db/restore"])
+def test_an_upload_without_the_file_is_422(
+    client: TestClient, path: str, request_kwargs: dict[str, Any]
+) -> None:
+    response = client.post(path, headers=ACTOR, **request_kwargs)
+    assert response.status_code == 422
+    assert "multipart/form-data" in response.json()["detail"]
+
+
 def test_bootstrap_mounts_the_router(backend: str) -> None:
     app = FastAPI()
     bootstrap(app)
