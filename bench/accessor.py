@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/accessor.py                      # a temporary SQLite file
     .venv/bin/python bench/accessor.py --url postgresql+psycopg://postgres@127.0.0.1/test
+    .venv/bin/python bench/accessor.py --synchronous NORMAL    # SQLite's faster, less durable mode
 
 Objects and parameter lists are built before each clock starts. Targets on SQLite: audited
 ``insert_many`` at least 1/10 of unaudited Core ``executemany``; single audited inserts at
@@ -66,12 +67,16 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--scan", type=int, default=100_000)
+    parser.add_argument(
+        "--synchronous", default="FULL", help="SQLite PRAGMA synchronous (FULL, the default)"
+    )
     args = parser.parse_args()
     workdir = tempfile.TemporaryDirectory()
     url = args.url or f"sqlite:///{Path(workdir.name) / 'bench.db'}"
 
     reset(url)
     database.set_database_url(url)
+    database.get_database().set_sqlite_synchronous(args.synchronous)
     accessor = ModelAccessor(BenchRow, "bench")
     table = BenchRow.__table__  # type: ignore[attr-defined]
     engine = database.get_engine()

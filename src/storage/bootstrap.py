@@ -21,16 +21,22 @@ logger = logging.getLogger("storage.bootstrap")
 
 
 def prepare_database(
-    *, database_url: str | None = None, create_tables: bool = True, auto_migrate: bool = False
+    *,
+    database_url: str | None = None,
+    create_tables: bool = True,
+    auto_migrate: bool = False,
+    sqlite_synchronous: str | None = None,
 ) -> None:
     """Configure the URL, then create missing tables or apply the additive migrations.
 
     Raises:
-        ConfigurationError: the database is already in use with another URL.
+        ConfigurationError: the database is already in use with another URL or setting.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
     """
     if database_url is not None:
         database.set_database_url(database_url)
+    if sqlite_synchronous is not None:
+        database.get_database().set_sqlite_synchronous(sqlite_synchronous)
     with database.get_database().schema_lock():  # processes starting at once take turns
         _prepare(auto_migrate=auto_migrate, create_tables=create_tables)
 
@@ -65,6 +71,7 @@ def bootstrap(
     programs: Any = None,
     runner: Any = True,
     extensions: Iterable[Callable[[FastAPI | None], None]] = (),
+    sqlite_synchronous: str | None = None,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -84,6 +91,9 @@ def bootstrap(
             environment, a ``programs.RunnerConfig`` or ``programs.Runner`` is used as given,
             ``False`` mounts no run routes.
         extensions: callables ``fn(app)`` run once the database is ready (``app`` may be None).
+        sqlite_synchronous: SQLite's ``PRAGMA synchronous``; the default ``"FULL"`` makes each
+            acknowledged commit survive a power cut, ``"NORMAL"`` is faster (see
+            :class:`storage.database.Database`).
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
@@ -107,7 +117,10 @@ def bootstrap(
             )
         )
     prepare_database(
-        database_url=database_url, create_tables=create_tables, auto_migrate=auto_migrate
+        database_url=database_url,
+        create_tables=create_tables,
+        auto_migrate=auto_migrate,
+        sqlite_synchronous=sqlite_synchronous,
     )
     for extension in extensions:
         extension(app)

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "Database",
     "SAVEPOINTS_KEY",
+    "SYNCHRONOUS_MODES",
     "get_database",
     "get_engine",
     "read_session",
@@ -64,7 +65,13 @@ def _url_from_environment() -> str:
     return DEFAULT_DATABASE_URL
 
 
-def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -> None:
+SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+"""SQLite's ``PRAGMA synchronous`` settings (see :class:`Database`)."""
+
+
+def _configure_sqlite(
+    engine: Engine, *, busy_timeout: float, in_memory: bool, synchronous: str
+) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # The driver's own transaction handling would BEGIN lazily (deferred) and upgrade to a
@@ -75,7 +82,7 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -
         cursor.execute("PRAGMA foreign_keys = ON")
         if not in_memory:
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -86,6 +93,14 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: float, in_memory: bool) -
 
 
 _IN_MEMORY = (None, "", ":memory:")
+
+
+def _synchronous(mode: str) -> str:
+    if mode.upper() not in SYNCHRONOUS_MODES:
+        raise ValueError(f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}")
+    return mode.upper()
+
+
 _SCHEMA_KEY = 7_312_031_009  # the advisory lock key of machine-storage's schema changes
 
 
@@ -107,6 +122,13 @@ class Database:
             ``sqlite:///./storage.db``.
         busy_timeout: seconds a SQLite writer waits for another process's lock.
         engine_options: extra keyword arguments for :func:`sqlalchemy.create_engine`.
+        sqlite_synchronous: SQLite file's ``PRAGMA synchronous``: ``"FULL"`` (the default)
+            syncs the write-ahead log at every commit, so a commit a client saw acknowledged
+            survives a power cut; ``"NORMAL"`` syncs only at checkpoints (faster; the last
+            commits may be lost on power loss, never corrupted). See docs/database.md.
+
+    Raises:
+        ValueError: ``sqlite_synchronous`` is not one of :data:`SYNCHRONOUS_MODES`.
     """
 
     def __init__(
@@ -115,7 +137,9 @@ class Database:
         *,
         busy_timeout: float = 30.0,
         engine_options: dict[str, Any] | None = None,
+        sqlite_synchronous: str = "FULL",
     ) -> None:
+        self._synchronous = _synchronous(sqlite_synchronous)
         self._url = url
         self._busy_timeout = busy_timeout
         self._engine_options = dict(engine_options or {})
@@ -152,6 +176,20 @@ class Database:
             )
         self._url = url
 
+    def set_sqlite_synchronous(self, mode: str) -> None:
+        """Set SQLite's ``PRAGMA synchronous`` (see the class); only before the engine exists.
+
+        Raises:
+            ValueError: not one of :data:`SYNCHRONOUS_MODES`.
+            ConfigurationError: the engine already exists with another setting.
+        """
+        mode = _synchronous(mode)
+        if self._engine is not None and mode != self._synchronous:
+            raise ConfigurationError(
+                "set the SQLite synchronous mode before the database is first used"
+            )
+        self._synchronous = mode
+
     @property
     def engine(self) -> Engine:
         """The engine, created on first use and the same object until :meth:`dispose`."""
@@ -171,7 +209,12 @@ class Database:
                 options["poolclass"] = StaticPool
             options.update(self._engine_options)
             engine = create_engine(url, **options)
-            _configure_sqlite(engine, busy_timeout=self._busy_timeout, in_memory=in_memory)
+            _configure_sqlite(
+                engine,
+                busy_timeout=self._busy_timeout,
+                in_memory=in_memory,
+                synchronous=self._synchronous,
+            )
             return engine
         options["pool_pre_ping"] = True
         if url.get_backend_name() in ("mysql", "mariadb"):

@@ -75,6 +75,18 @@ class TestConfiguration:
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
             assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+            # FULL: an acknowledged commit survives a power cut.
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2
+
+    def test_the_sqlite_sync_mode_is_a_choice_made_before_first_use(self, tmp_path: Path) -> None:
+        faster = database.Database(f"sqlite:///{tmp_path / 'n.db'}", sqlite_synchronous="normal")
+        with faster.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+        with pytest.raises(ConfigurationError):
+            faster.set_sqlite_synchronous("FULL")
+        faster.dispose()
+        with pytest.raises(ValueError, match="FULL"):
+            database.Database(sqlite_synchronous="sometimes")
 
     def test_in_memory_sqlite_is_shared_across_sessions(self) -> None:
         from sqlmodel import SQLModel
