@@ -29,6 +29,7 @@ __all__ = [
     "AuditOperation",
     "RecordId",
     "UTCDateTime",
+    "as_utc",
     "audit_operation",
     "audit_row",
     "to_json_safe",
@@ -45,6 +46,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` as a timezone-aware UTC datetime (a naive one is taken to be UTC already).
+
+    Raises:
+        ValueError: in UTC it falls outside the years 1-9999 (``9999-12-31T23:59:59-23:59``).
+    """
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as naive UTC on every backend and read back timezone-aware."""
 
@@ -53,7 +68,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(UTC).replace(tzinfo=None)
+            value = as_utc(value).replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

@@ -7,6 +7,7 @@ the host app registering exception handlers.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import IO, Annotated, Any
 
 from fastapi import Header, HTTPException, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -35,6 +38,7 @@ from storage.errors import (
 )
 
 __all__ = [
+    "MAX_ACTOR_LENGTH",
     "MAX_OFFSET",
     "STATUS_BY_ERROR",
     "RouteAuth",
@@ -87,8 +91,23 @@ class StorageRoute(APIRoute):
                 return await handler(request)
             except StorageError as exc:
                 return error_response(exc)
+            except RequestValidationError as exc:
+                if _encodable(exc.errors()):
+                    raise  # the app's handler answers, as for any other route
+                # FastAPI's own handler echoes the input, and cannot encode a lone surrogate.
+                detail = jsonable_encoder(exc.errors())
+                body = json.dumps({"detail": detail}, ensure_ascii=True).encode()
+                return Response(body, status_code=422, media_type="application/json")
 
         return handle
+
+
+def _encodable(errors: Sequence[Any]) -> bool:
+    try:
+        json.dumps(jsonable_encoder(errors), ensure_ascii=False).encode("utf-8")
+    except (UnicodeEncodeError, TypeError, ValueError):
+        return False
+    return True
 
 
 def limit_body(max_bytes: int) -> type[StorageRoute]:
@@ -137,10 +156,11 @@ def require_actor(
         Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
     ] = None,
 ) -> str:
-    """FastAPI dependency: the ``X-User`` header, required on every mutation (400 without)."""
+    """FastAPI dependency: the ``X-User`` header, required on every mutation (400 without;
+    422 over :data:`MAX_ACTOR_LENGTH` characters)."""
     if x_user is None or not x_user.strip():
         raise HTTPException(status_code=400, detail="the X-User header is required")
-    return x_user.strip()
+    return _checked_actor(x_user.strip())
 
 
 ANONYMOUS_ACTOR = "anonymous"
@@ -160,7 +180,18 @@ def optional_actor(
 
     For the routes vention-storage clients already call without the header (``/db/restore``).
     """
-    return x_user.strip() if x_user and x_user.strip() else ANONYMOUS_ACTOR
+    return _checked_actor(x_user.strip()) if x_user and x_user.strip() else ANONYMOUS_ACTOR
+
+
+MAX_ACTOR_LENGTH = 200
+"""The longest ``X-User`` accepted, on every backend: what every column that records an actor
+holds (``started_by`` of a run is the narrowest)."""
+
+
+def _checked_actor(actor: str) -> str:
+    if len(actor) > MAX_ACTOR_LENGTH:
+        raise ValidationError(f"the X-User header is longer than {MAX_ACTOR_LENGTH} characters")
+    return actor
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,13 @@ from storage.schemas import input_annotation, strip_optional
 
 __all__ = ["OPERATORS", "ModelQuery", "SortKey"]
 
+_RANGE_ERRORS = frozenset({"less_than_equal", "greater_than_equal"})
+
+
+def _out_of_range(exc: PydanticValidationError) -> bool:
+    return bool({error["type"] for error in exc.errors()} & _RANGE_ERRORS)
+
+
 OPERATORS: Final = ("eq", "ne", "lt", "lte", "gt", "gte", "in", "like", "ilike", "isnull")
 MAX_IN_VALUES: Final = 500
 _SCALARS: Final = (bool, int, float, Decimal, str, datetime, date, time, uuid.UUID)
@@ -88,10 +95,14 @@ class _Field:
     def parse(self, raw: str, *, dialect: str) -> Any:
         """A value from query text."""
         if self.kind is str:
+            if "\x00" in raw:  # SQLite would cut the value (and a LIKE pattern) there
+                raise ValidationError(f"the value for {self.name} contains a NUL character")
             return raw
         try:
             value = self._adapter.validate_strings(raw)
-        except PydanticValidationError:
+        except PydanticValidationError as exc:
+            if _out_of_range(exc):
+                raise ValidationError(f"{raw} is out of range for {self.name}") from None
             raise ValidationError(f"{raw!r} is not a valid value for {self.name}") from None
         return self.check(value, dialect)
 
@@ -103,7 +114,9 @@ class _Field:
             return None
         try:
             return self.check(self._adapter.validate_python(value), dialect)
-        except PydanticValidationError:
+        except PydanticValidationError as exc:
+            if _out_of_range(exc):
+                raise ValidationError(f"{value} is out of range for {self.name}") from None
             raise ValidationError("the cursor is not valid for this list") from None
 
     def sortable(self, dialect: str) -> ColumnElement[Any]:
@@ -221,7 +234,8 @@ class ModelQuery:
         if operator in ("like", "ilike"):
             if field.kind is not str:
                 raise ValidationError(f"{operator} works on text fields only, not {field.name}")
-            return column.like(raw) if operator == "like" else column.ilike(raw)
+            pattern = field.parse(raw, dialect=dialect)  # refuses a NUL, as for equality
+            return column.like(pattern) if operator == "like" else column.ilike(pattern)
         if operator == "in":
             parts = raw.split(",")
             if not raw or len(parts) > MAX_IN_VALUES:

@@ -23,8 +23,8 @@ from sqlalchemy import func, select, text
 from sqlmodel import col
 
 from storage import backup, database, diagram, export, importer, restore
-from storage.auditor import AuditLog
-from storage.errors import DatabaseUnavailableError, StorageError
+from storage.auditor import AuditLog, as_utc
+from storage.errors import DatabaseUnavailableError, StorageError, ValidationError
 from storage.http import (
     MAX_OFFSET,
     RouteAuth,
@@ -263,7 +263,10 @@ def build_db_router(
 
 
 def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return as_utc(moment)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from None
 
 
 def _stamp() -> str:

@@ -24,7 +24,7 @@ import math
 import types
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from functools import cache
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -43,6 +43,8 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from sqlalchemy import Column, Numeric, String, inspect
 from sqlmodel import SQLModel
+
+from storage.auditor import as_utc
 
 __all__ = ["CrudSchemas", "crud_schemas", "input_annotation", "strip_optional"]
 
@@ -145,6 +147,10 @@ def input_annotation(model: type[SQLModel], name: str) -> Any:
     constraints: list[Any] = [m for m in info.metadata if not _is_sqlmodel_metadata(m)]
     if base in _STRICT_SCALARS:
         constraints.append(Strict())
+    if base is int:  # no backend stores more than 64 bits; beyond, drivers overflow
+        constraints.append(Field(ge=-(2**63), le=2**63 - 1))
+    if base is str:
+        constraints.append(AfterValidator(_no_nul))
     if base is str and isinstance(column.type, String) and column.type.length:
         if not any(isinstance(m, MaxLen) for m in constraints):
             constraints.append(MaxLen(column.type.length))
@@ -155,7 +161,7 @@ def input_annotation(model: type[SQLModel], name: str) -> Any:
         constraints.append(BeforeValidator(_non_finite_as_text))
     if base is datetime:
         aware = bool(getattr(column.type, "timezone", False))
-        constraints.append(AfterValidator(_as_utc_aware if aware else _as_utc_naive))
+        constraints.append(AfterValidator(as_utc if aware else _as_utc_naive))
     typed = Annotated[(base, *constraints)] if constraints else base
     return typed | None if optional else typed
 
@@ -173,12 +179,15 @@ def _is_sqlmodel_metadata(item: Any) -> bool:
     return type(item).__module__.startswith("sqlmodel")
 
 
-def _as_utc_aware(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text, SQLite cuts strings (and LIKE patterns) at it.
+    if "\x00" in value:
+        raise ValueError("text may not contain NUL characters")
+    return value
 
 
 def _as_utc_naive(value: datetime) -> datetime:
-    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+    return value if value.tzinfo is None else as_utc(value).replace(tzinfo=None)
 
 
 def _non_finite_as_text(value: Any) -> Any:
