@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -65,9 +66,21 @@ class Instance:
     def this_process(cls, label: str | None = None) -> Instance:
         """A new identity for the current process (``label`` replaces the host name in it)."""
         host = socket.gethostname()[:60]
-        start = int(time.time() * 1000)
         name = (label or host)[:60]
-        return cls(id=f"{name}:{os.getpid()}:{start}", host=host, pid=os.getpid())
+        return cls(id=f"{name}:{os.getpid()}:{_start_stamp()}", host=host, pid=os.getpid())
+
+
+class _Stamps:
+    lock = threading.Lock()
+    last = 0
+
+
+def _start_stamp() -> int:
+    # Milliseconds since the epoch, never the same twice in a process: two runners started in
+    # one millisecond (apps built one after another, as tests do) get distinct ids.
+    with _Stamps.lock:
+        _Stamps.last = max(int(time.time() * 1000), _Stamps.last + 1)
+        return _Stamps.last
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,9 @@ class CellLedger:
         return {run_id for run_id in executing if run_id not in held}
 
     def _announce(self, session: Session, now: datetime) -> None:
-        session.add(
+        # merge: a runner started again (a second lifespan of the same app, as test clients
+        # run) takes over its row if a shutdown did not remove it.
+        session.merge(
             RunnerInstance(
                 id=self.instance.id,
                 cell=self.cell,
