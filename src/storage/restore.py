@@ -31,10 +31,10 @@ from storage import changes, database
 from storage.auditor import AuditLog, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.errors import PayloadTooLargeError, RestoreError, translate
+from storage.snapshots import SQLITE_HEADER, check_snapshot, open_snapshot_file
 
 __all__ = ["SQLITE_HEADER", "RestoreSummary", "check_snapshot", "restore_upload", "save_upload"]
 
-SQLITE_HEADER = b"SQLite format 3\x00"
 _CHUNK = 1 << 20
 
 
@@ -111,103 +111,12 @@ def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) 
     return size
 
 
-def check_snapshot(path: Path, *, integrity_check: bool = True) -> dict[str, int]:
-    """Check that ``path`` is a sound SQLite file with the app's tables; count their rows.
-
-    Raises:
-        RestoreError: it is not SQLite, is truncated or corrupt, or lacks tables or columns.
-    """
-    _check_header(path)
-    try:
-        connection = _open(path)
-    except sqlite3.DatabaseError as exc:
-        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
-    try:
-        if integrity_check:
-            problems = [row[0] for row in connection.execute("PRAGMA integrity_check")]
-            if problems != ["ok"]:
-                raise RestoreError(f"the SQLite file is corrupt: {'; '.join(problems[:5])}")
-        _check_schema(connection)
-        return {
-            table.name: _count(connection, table.name) for table in SQLModel.metadata.sorted_tables
-        }
-    except sqlite3.DatabaseError as exc:
-        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
-    finally:
-        connection.close()
-
-
-def _count(connection: sqlite3.Connection, table: str) -> int:
-    return int(connection.execute(f"SELECT COUNT(*) FROM {_quote(table)}").fetchone()[0])
-
-
-def _check_header(path: Path) -> None:
-    with path.open("rb") as file:
-        header = file.read(100)
-    if len(header) < 100 or not header.startswith(SQLITE_HEADER):
-        raise RestoreError("the file is not a SQLite database (no SQLite header)")
-    page_size = int.from_bytes(header[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or page_size & (page_size - 1):
-        raise RestoreError("the file is not a SQLite database (invalid page size)")
-    size = path.stat().st_size
-    pages = int.from_bytes(header[28:32], "big")
-    # The page count in the header is only valid when it was written with the change counter.
-    expected = pages * page_size if header[24:28] == header[92:96] else 0
-    if size < expected:
-        raise RestoreError(f"the SQLite file is truncated ({size} of {expected} bytes)")
-    if size % page_size:
-        raise RestoreError(
-            f"the SQLite file is truncated ({size} bytes is not a whole number of "
-            f"{page_size}-byte pages)"
-        )
-
-
-def _open(path: Path) -> sqlite3.Connection:
-    connection = sqlite3.connect(path, isolation_level=None)
-    try:
-        # The file comes from outside: run no functions its schema names, check cell sizes.
-        connection.execute("PRAGMA trusted_schema = OFF")
-        connection.execute("PRAGMA cell_size_check = ON")
-    except BaseException:
-        connection.close()
-        raise
-    return connection
-
-
-def _check_schema(connection: sqlite3.Connection) -> None:
-    present = {
-        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
-    missing_tables: list[str] = []
-    missing_columns: list[str] = []
-    for table in SQLModel.metadata.sorted_tables:
-        if table.name not in present:
-            missing_tables.append(table.name)
-            continue
-        columns = {row[1] for row in connection.execute(f"PRAGMA table_info({_quote(table.name)})")}
-        missing_columns += [
-            f"{table.name}.{c.name}" for c in table.columns if c.name not in columns
-        ]
-    if missing_tables or missing_columns:
-        parts = []
-        if missing_tables:
-            parts.append(f"missing tables: {', '.join(sorted(missing_tables))}")
-        if missing_columns:
-            parts.append(f"missing columns: {', '.join(missing_columns)}")
-        raise RestoreError(f"the backup does not match this app's tables ({'; '.join(parts)})")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:
     db = database.get_database()
     with db.raw_connection() as live:
         page_size = live.execute("PRAGMA page_size").fetchone()[0]
     try:
-        upload = _open(path)
+        upload = open_snapshot_file(path)
         try:
             # Backing up into a WAL database needs equal page sizes; the copy is ours to change.
             upload.execute("PRAGMA journal_mode = DELETE")
@@ -217,7 +126,7 @@ def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:
         finally:
             upload.close()
         _write_audit_row(path, record)
-        upload = _open(path)
+        upload = open_snapshot_file(path)
         try:
             with db.writer_lock(), db.raw_connection() as live:
                 upload.backup(live)
