@@ -18,6 +18,7 @@ from sqlalchemy.dialects.mysql import MEDIUMTEXT
 from sqlmodel import Field, SQLModel
 
 from storage.auditor import UTCDateTime, utcnow
+from storage.importer import IMPORTABLE
 
 __all__ = [
     "NAME_LENGTH",
@@ -103,7 +104,10 @@ class ProgramRun(SQLModel, table=True):
     __tablename__ = "program_runs"
     # A unique index rather than a constraint: added to an existing table, its new ``slot``
     # column is NULL everywhere, so auto-migration can create it safely (SQLite included).
-    __table_args__ = (Index("uq_program_runs_cell_slot", "cell", "slot", unique=True),)
+    __table_args__ = (
+        Index("uq_program_runs_cell_slot", "cell", "slot", unique=True),
+        {"info": {IMPORTABLE: False}},  # the runner's record: written by running programs
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     program_name: str = Field(index=True, max_length=NAME_LENGTH)
@@ -139,6 +143,7 @@ class ProgramRunLine(SQLModel, table=True):
     """
 
     __tablename__ = "program_run_lines"
+    __table_args__ = {"info": {IMPORTABLE: False}}  # the runner's own bookkeeping
 
     run_id: int = Field(
         sa_column=Column(
@@ -156,6 +161,7 @@ class ProgramCell(SQLModel, table=True):
     changes with every run event in the cell (what idle runners poll)."""
 
     __tablename__ = "program_cells"
+    __table_args__ = {"info": {IMPORTABLE: False}}  # the runner's own bookkeeping
 
     name: str = Field(primary_key=True, max_length=NAME_LENGTH)
     version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
@@ -165,6 +171,7 @@ class RunnerInstance(SQLModel, table=True):
     """A live runner process: what it serves, and its heartbeat (its lease on its runs)."""
 
     __tablename__ = "program_runners"
+    __table_args__ = {"info": {IMPORTABLE: False}}  # the runner's own bookkeeping
 
     id: str = Field(primary_key=True, max_length=NAME_LENGTH)
     cell: str = Field(index=True, max_length=NAME_LENGTH)

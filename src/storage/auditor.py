@@ -94,6 +94,9 @@ class RecordId(TypeDecorator[str]):
 class AuditLog(SQLModel, table=True):
     """One audited write."""
 
+    # Exported with the rest, never imported: history is written by the writes themselves.
+    __table_args__ = {"info": {"importable": False}}
+
     id: int | None = Field(default=None, primary_key=True)
     timestamp: datetime = Field(
         default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False, index=True)

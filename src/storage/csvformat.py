@@ -46,7 +46,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from storage.auditor import UTCDateTime
 
-__all__ = ["NULL", "ColumnCodec", "Kind"]
+__all__ = ["NULL", "ColumnCodec", "Kind", "show_value"]
 
 NULL = "\\N"
 
@@ -158,7 +158,7 @@ class ColumnCodec:
         try:
             return getattr(self, f"_read_{self.kind}")(cell)
         except ArithmeticError as exc:  # e.g. an interval too long for timedelta
-            raise ValueError(f"{_show(cell)} is out of range ({exc})") from None
+            raise ValueError(f"{show_value(cell)} is out of range ({exc})") from None
 
     def _read_text(self, cell: str) -> str:
         length = getattr(self.type_, "length", None) if isinstance(self.type_, String) else None
@@ -168,7 +168,7 @@ class ColumnCodec:
 
     def _read_int(self, cell: str) -> int:
         if not _INTEGER.fullmatch(cell.strip()):
-            raise ValueError(f"{_show(cell)} is not an integer")
+            raise ValueError(f"{show_value(cell)} is not an integer")
         value = int(cell)
         bits = _integer_bits(self.type_)
         if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
@@ -179,17 +179,17 @@ class ColumnCodec:
         try:
             return float(cell)
         except ValueError:
-            raise ValueError(f"{_show(cell)} is not a number") from None
+            raise ValueError(f"{show_value(cell)} is not a number") from None
 
     def _read_decimal(self, cell: str) -> Decimal:
         try:
             value = Decimal(cell.strip())
         except InvalidOperation:
-            raise ValueError(f"{_show(cell)} is not a decimal number") from None
+            raise ValueError(f"{show_value(cell)} is not a decimal number") from None
         precision = getattr(self.type_, "precision", None)
         scale = getattr(self.type_, "scale", None) or 0
         if not value.is_finite():
-            raise ValueError(f"{_show(cell)} is not a finite decimal number")
+            raise ValueError(f"{show_value(cell)} is not a finite decimal number")
         if precision is not None and value and value.adjusted() >= precision - scale:
             raise ValueError(f"{cell} does not fit NUMERIC({precision}, {scale})")
         return value
@@ -198,13 +198,13 @@ class ColumnCodec:
         word = cell.strip().lower()
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
-        raise ValueError(f"{_show(cell)} is not a boolean (use true or false)")
+        raise ValueError(f"{show_value(cell)} is not a boolean (use true or false)")
 
     def _read_datetime(self, cell: str) -> datetime:
         try:
             value = datetime.fromisoformat(cell.strip())
         except ValueError:
-            raise ValueError(f"{_show(cell)} is not an ISO 8601 datetime") from None
+            raise ValueError(f"{show_value(cell)} is not an ISO 8601 datetime") from None
         aware = getattr(self.type_, "timezone", False) or isinstance(self.column.type, UTCDateTime)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC) if aware else value
@@ -215,13 +215,13 @@ class ColumnCodec:
         try:
             return date.fromisoformat(cell.strip())
         except ValueError:
-            raise ValueError(f"{_show(cell)} is not an ISO 8601 date") from None
+            raise ValueError(f"{show_value(cell)} is not an ISO 8601 date") from None
 
     def _read_time(self, cell: str) -> time:
         try:
             return time.fromisoformat(cell.strip())
         except ValueError:
-            raise ValueError(f"{_show(cell)} is not an ISO 8601 time") from None
+            raise ValueError(f"{show_value(cell)} is not an ISO 8601 time") from None
 
     def _read_interval(self, cell: str) -> timedelta:
         return timedelta(seconds=self._read_float(cell))
@@ -230,7 +230,7 @@ class ColumnCodec:
         try:
             value = uuid.UUID(cell.strip())
         except ValueError:
-            raise ValueError(f"{_show(cell)} is not a UUID") from None
+            raise ValueError(f"{show_value(cell)} is not a UUID") from None
         return value if getattr(self.type_, "as_uuid", True) else str(value)
 
     def _read_json(self, cell: str) -> Any:
@@ -250,7 +250,7 @@ class ColumnCodec:
                     return member
         elif cell in type_.enums:
             return cell
-        raise ValueError(f"{_show(cell)} is not one of {', '.join(type_.enums)}")
+        raise ValueError(f"{show_value(cell)} is not one of {', '.join(type_.enums)}")
 
     def _read_bytes(self, cell: str) -> bytes:
         try:
@@ -259,5 +259,6 @@ class ColumnCodec:
             raise ValueError("not valid base64") from None
 
 
-def _show(cell: str) -> str:
+def show_value(cell: str) -> str:
+    """A value as an error message quotes it: at most 40 characters."""
     return repr(cell if len(cell) <= 40 else cell[:37] + "...")

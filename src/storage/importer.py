@@ -26,7 +26,7 @@ from contextlib import AbstractContextManager, ExitStack, nullcontext
 from pathlib import PurePosixPath
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
@@ -34,10 +34,13 @@ from sqlmodel import SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, write_audit_rows
 from storage.backup import BATCH_SIZE, reset_sequences
-from storage.csvformat import ColumnCodec
+from storage.csvformat import ColumnCodec, show_value
 from storage.errors import ConflictError, ValidationError, translate
 
-__all__ = ["ImportMode", "ImportSummary", "import_upload"]
+__all__ = ["IMPORTABLE", "ImportMode", "ImportSummary", "import_upload", "importable"]
+
+IMPORTABLE = "importable"
+"""The ``Table.info`` key that, set to ``False``, keeps a table out of CSV imports."""
 
 ImportMode = Literal["insert", "upsert", "replace"]
 
@@ -53,6 +56,11 @@ class ImportSummary(BaseModel):
     mode: ImportMode
     dry_run: bool
     tables: dict[str, int]
+    skipped: list[str] = Field(
+        default_factory=list,
+        description="Tables in the archive that are never imported (the audit log, a "
+        "program runner's own tables).",
+    )
 
 
 class _DryRun(Exception):
@@ -83,8 +91,9 @@ def import_upload(
     """
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     counts: dict[str, int] = {}
+    skipped: list[str] = []
     with ExitStack() as stack, database.transaction() as session:
-        sources = _sources(upload, table, stack)
+        sources = _sources(upload, table, stack, skipped)
         # A savepoint, so that a dry run rolls back even inside a caller's transaction.
         try:
             with session.begin_nested():
@@ -104,7 +113,7 @@ def import_upload(
             pass
     if not dry_run:
         changes.notify_database_restored()
-    return ImportSummary(mode=mode, dry_run=dry_run, tables=counts)
+    return ImportSummary(mode=mode, dry_run=dry_run, tables=counts, skipped=sorted(skipped))
 
 
 def _audit(table: str, rows: int, mode: str, actor: str) -> dict[str, Any]:
@@ -117,7 +126,9 @@ def _audit(table: str, rows: int, mode: str, actor: str) -> dict[str, Any]:
     )
 
 
-def _sources(upload: IO[bytes], only: str | None, stack: ExitStack) -> dict[Table, _Opener]:
+def _sources(
+    upload: IO[bytes], only: str | None, stack: ExitStack, skipped: list[str]
+) -> dict[Table, _Opener]:
     magic = upload.read(4)
     upload.seek(0)
     found: dict[Table, _Opener] = {}
@@ -135,8 +146,17 @@ def _sources(upload: IO[bytes], only: str | None, stack: ExitStack) -> dict[Tabl
             if info.is_dir() or (only is not None and name != f"{only}.csv"):
                 continue
             if not name.endswith(".csv"):
-                raise ValidationError(f"{info.filename}: only .csv files can be imported")
-            found[_table(name.removesuffix(".csv"))] = functools.partial(archive.open, info)
+                raise ValidationError(
+                    f"{show_value(info.filename)}: only .csv files can be imported"
+                )
+            known = SQLModel.metadata.tables.get(name.removesuffix(".csv"))
+            if known is not None and not importable(known) and only is None:
+                skipped.append(known.name)  # an export holds it; an import leaves it alone
+                continue
+            target = _table(name.removesuffix(".csv"))
+            if target in found:
+                raise ValidationError(f"the archive holds {name} twice")
+            found[target] = functools.partial(archive.open, info)
         if only is not None and not found:
             raise ValidationError(f"the archive has no {only}.csv")
     order = SQLModel.metadata.sorted_tables
@@ -146,8 +166,16 @@ def _sources(upload: IO[bytes], only: str | None, stack: ExitStack) -> dict[Tabl
 def _table(name: str) -> Table:
     table = SQLModel.metadata.tables.get(name)
     if table is None:
-        raise ValidationError(f"unknown table {name!r}")
+        raise ValidationError(f"unknown table {show_value(name)}")
+    if not importable(table):
+        raise ValidationError(f"table {name} cannot be imported: the app itself writes it")
     return table
+
+
+def importable(table: Table) -> bool:
+    """Whether CSV data may be imported into ``table``: not the audit log, not the tables a
+    program keeps for itself (marked ``info={"importable": False}`` in ``__table_args__``)."""
+    return table.info.get(IMPORTABLE, True) is not False
 
 
 def _import_table(connection: Connection, table: Table, raw: IO[bytes], mode: str) -> int:
@@ -175,7 +203,7 @@ def _header_codecs(table: Table, header: list[str]) -> list[ColumnCodec]:
     codecs = []
     for name in header:
         if name not in table.columns:
-            raise ValidationError(f"table {table.name}: unknown column {name!r}")
+            raise ValidationError(f"table {table.name}: unknown column {show_value(name)}")
         codecs.append(ColumnCodec.for_column(table.columns[name]))
     if len(set(header)) != len(header):
         raise ValidationError(f"table {table.name}: a column appears twice in the header")

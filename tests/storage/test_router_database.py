@@ -306,7 +306,12 @@ def test_import_dry_run(client: TestClient) -> None:
         params={"table": "user", "dry_run": True},
         headers=ACTOR,
     )
-    assert response.json() == {"mode": "insert", "dry_run": True, "tables": {"user": 1}}
+    assert response.json() == {
+        "mode": "insert",
+        "dry_run": True,
+        "tables": {"user": 1},
+        "skipped": [],
+    }
     assert table_rows()["user"] == []
 
 
@@ -387,7 +392,7 @@ BAD_RESTORES: list[object] = [
         lambda good: b"not a database" * 100, {}, 422, "no SQLite header", id="non-sqlite"
     ),
     pytest.param(lambda good: good[:-4096], {}, 422, "truncated", id="truncated"),
-    pytest.param(lambda good: foreign_sqlite(), {}, 422, "missing tables", id="foreign-schema"),
+    pytest.param(lambda good: foreign_sqlite(), {}, 422, "does not define", id="foreign-schema"),
 ]
 
 
