@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import SQLModel
 
-from storage import database
+from storage import database, restore
 from storage.accessor import ModelAccessor
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 
@@ -39,6 +39,8 @@ def prepare_database(
         database.get_database().set_sqlite_synchronous(sqlite_synchronous)
     with database.get_database().schema_lock():  # processes starting at once take turns
         _prepare(auto_migrate=auto_migrate, create_tables=create_tables)
+    for leftover in restore.remove_leftovers():
+        logger.info("removed %s, left by a restore that did not finish", leftover)
 
 
 def _prepare(*, auto_migrate: bool, create_tables: bool) -> None:

@@ -17,6 +17,8 @@ with :func:`storage.changes.on_database_restored` are called afterwards.
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 import tempfile
 from pathlib import Path
@@ -33,7 +35,14 @@ from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.errors import PayloadTooLargeError, RestoreError, translate
 from storage.snapshots import SQLITE_HEADER, check_snapshot, open_snapshot_file
 
-__all__ = ["SQLITE_HEADER", "RestoreSummary", "check_snapshot", "restore_upload", "save_upload"]
+__all__ = [
+    "SQLITE_HEADER",
+    "RestoreSummary",
+    "check_snapshot",
+    "remove_leftovers",
+    "restore_upload",
+    "save_upload",
+]
 
 _CHUNK = 1 << 20
 
@@ -70,7 +79,7 @@ def restore_upload(
         RestoreError: the file is not a SQLite database, is truncated or corrupt, lacks tables
             or columns of the app, or holds values the database rejects. Nothing was changed.
     """
-    with tempfile.TemporaryDirectory(prefix="storage-restore-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(prefix=_temp_prefix(), ignore_cleanup_errors=True) as tmp:
         path = Path(tmp) / "upload.sqlite"
         size = save_upload(upload, path, max_bytes=max_bytes)
         tables = check_snapshot(path, integrity_check=integrity_check)
@@ -90,6 +99,39 @@ def restore_upload(
     if not dry_run:
         changes.notify_database_restored()
     return summary
+
+
+_TEMP_PREFIX = "storage-restore-"
+
+
+def _temp_prefix() -> str:
+    return f"{_TEMP_PREFIX}{os.getpid()}-"
+
+
+def remove_leftovers(folder: str | None = None) -> list[Path]:
+    """Remove the temporary copies of restores whose process is gone (a crash, a power cut,
+    a ``kill -9`` in the middle of a restore); those of running processes stay.
+
+    Returns:
+        the folders removed.
+    """
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
+        pid = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
+        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists, and belongs to someone else
+        return True
+    return True
 
 
 def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.backup import open_snapshot, write_snapshot
+from storage.bootstrap import prepare_database
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError
 from storage.restore import restore_upload
 from support.dataset import seed, table_counts, table_rows
@@ -354,3 +357,20 @@ def test_unreadable_value_in_the_snapshot(backend: str) -> None:
     with pytest.raises(RestoreError, match=r"sample\.payload holds invalid JSON"):
         restore_upload(io.BytesIO(bad), actor="operator")
     assert table_rows() == before
+
+
+def test_copies_left_by_a_restore_that_died_are_removed_at_startup(
+    sqlite_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    dead = tmp_path / f"storage-restore-{gone.stdout.strip()}-abc"
+    running = tmp_path / f"storage-restore-{os.getpid()}-def"
+    unrelated = tmp_path / "storage-restore-notes"
+    for folder in (dead, running, unrelated):
+        folder.mkdir()
+        (folder / "upload.sqlite").write_bytes(b"x" * 1024)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    prepare_database()
+    assert not dead.exists()
+    assert running.exists() and unrelated.exists()
