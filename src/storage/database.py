@@ -13,6 +13,7 @@ writer lock first, so concurrent writers queue instead of failing with "database
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
@@ -89,7 +90,11 @@ def _configure_sqlite(
     def _on_begin(connection: Any) -> None:
         mode = connection.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
         # Straight to the driver: this runs once per transaction, on the hot path.
-        connection.connection.driver_connection.execute(f"BEGIN {mode}")
+        try:
+            connection.connection.driver_connection.execute(f"BEGIN {mode}")
+        except sqlite3.OperationalError as exc:
+            # Not through SQLAlchemy's error handling: translate here, or it is a 500.
+            raise translate(exc) from exc
 
 
 _IN_MEMORY = (None, "", ":memory:")
@@ -369,8 +374,26 @@ class Database:
                     connection.execute(text("RESET lock_timeout"))
 
     def writer_lock(self) -> AbstractContextManager[Any]:
-        """The in-process writer lock for SQLite (a no-op context for other engines)."""
-        return self._writer_lock if self.engine.dialect.name == "sqlite" else nullcontext()
+        """The in-process writer lock for SQLite (a no-op context for other engines).
+
+        A writer waits for it at most ``busy_timeout`` seconds, as it waits for another
+        process's lock, then gets :class:`DatabaseBusyError` (a 503 with ``Retry-After``):
+        a long write never piles up the worker threads of the app.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return nullcontext()
+        return self._timed_writer_lock()
+
+    @contextmanager
+    def _timed_writer_lock(self) -> Iterator[None]:
+        if not self._writer_lock.acquire(timeout=self._busy_timeout):
+            raise DatabaseBusyError(
+                f"another write has held the database for over {self._busy_timeout:g} s; try again"
+            )
+        try:
+            yield
+        finally:
+            self._writer_lock.release()
 
     @contextmanager
     def transaction(self, *, savepoints: bool = True) -> Iterator[Session]:

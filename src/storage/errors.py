@@ -148,6 +148,7 @@ def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
 
 # Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
 # serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
+_SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 _BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
 # The database cannot be reached: SQLite's file cannot be opened, a server refuses or drops
 # the connection (psycopg, PyMySQL).
@@ -173,6 +174,8 @@ def translate(exc: Exception) -> StorageError:
         driver_error = exc
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
+    if getattr(driver_error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY_CODES:
+        return DatabaseBusyError("the database is busy with another transaction; try again")
     if any(marker in text for marker in _BUSY_MARKERS):
         return DatabaseBusyError("the database is busy with another transaction; try again")
     if any(marker in text for marker in _UNAVAILABLE_MARKERS):

@@ -7,13 +7,14 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, event, func, text
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from storage import database
 from storage.accessor import ModelAccessor
@@ -311,4 +312,49 @@ def test_reads_at_once_only_on_sqlite_files(url: str) -> None:
         with pytest.raises(DatabaseBusyError):
             db.read_now(_USER_BY_KEY, {"key": 1})
     finally:
+        db.dispose()
+
+
+def _bounded(path: Path) -> database.Database:
+    db = database.Database(f"sqlite:///{path}", busy_timeout=0.5)
+    SQLModel.metadata.create_all(db.engine)
+    return db
+
+
+def test_a_writer_of_this_process_waits_at_most_the_busy_timeout(tmp_path: Path) -> None:
+    db = _bounded(tmp_path / "bounded.db")
+    holding, release = threading.Event(), threading.Event()
+
+    def long_write() -> None:
+        with db.transaction():
+            holding.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    holding.wait(5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DatabaseBusyError, match="held the database"), db.transaction():
+            pass
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        writer.join()
+    assert 0.4 < waited < 5
+    with db.transaction():  # free again
+        pass
+    db.dispose()
+
+
+def test_a_lock_of_another_process_is_a_busy_error_not_a_driver_error(tmp_path: Path) -> None:
+    db = _bounded(tmp_path / "locked.db")
+    other = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        with pytest.raises(DatabaseBusyError, match="busy"), db.transaction() as session:
+            session.connection()  # BEGIN IMMEDIATE: waits 0.5 s for the other process
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
         db.dispose()
