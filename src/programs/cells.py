@@ -44,6 +44,7 @@ from programs.history import RUNNER_ACTOR, RunHistory
 from programs.tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from storage import database
 from storage.auditor import utcnow
+from storage.processes import is_running
 
 __all__ = ["CHANNEL", "CellLedger", "Instance", "StopOutcome"]
 
@@ -100,13 +101,7 @@ def process_is_gone(owner: str | None, host: str) -> bool:
     label, pid = parts[0], int(parts[1])
     if label != host[:60] or pid == os.getpid():
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:  # it exists, and belongs to someone else
-        return False
-    return False
+    return not is_running(pid)
 
 
 class CellLedger:

@@ -33,6 +33,7 @@ from storage import changes, database
 from storage.auditor import AuditLog, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.errors import PayloadTooLargeError, RestoreError, translate
+from storage.processes import is_running
 from storage.snapshots import SQLITE_HEADER, check_snapshot, open_snapshot_file
 
 __all__ = [
@@ -118,20 +119,10 @@ def remove_leftovers(folder: str | None = None) -> list[Path]:
     removed = []
     for path in Path(folder or tempfile.gettempdir()).glob(f"{_TEMP_PREFIX}*-*"):
         pid = path.name.removeprefix(_TEMP_PREFIX).split("-", 1)[0]
-        if path.is_dir() and pid.isdigit() and not _alive(int(pid)):
+        if path.is_dir() and pid.isdigit() and not is_running(int(pid)):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists, and belongs to someone else
-        return True
-    return True
 
 
 def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:
