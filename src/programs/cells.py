@@ -45,6 +45,7 @@ from programs.tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from storage import database
 from storage.auditor import utcnow
 from storage.processes import is_running
+from storage.retries import retry_on_deadlock
 
 __all__ = ["CHANNEL", "CellLedger", "Instance", "StopOutcome"]
 
@@ -129,6 +130,7 @@ class CellLedger:
 
     # -- this process ----------------------------------------------------------------------
 
+    @retry_on_deadlock
     def register(self) -> list[int]:
         """Make sure the cell exists and announce this process (its first heartbeat).
 
@@ -153,6 +155,7 @@ class CellLedger:
             self._announce(session, now)
         return left
 
+    @retry_on_deadlock
     def heartbeat(self, executing: Sequence[int]) -> set[int]:
         """Renew this process's lease and that of its runs.
 
@@ -195,6 +198,7 @@ class CellLedger:
             )
         )
 
+    @retry_on_deadlock
     def unregister(self) -> list[int]:
         """Leave the cell (a clean shutdown). When no other process executes its programs,
         its queued runs are cancelled: nobody would run them.
@@ -214,6 +218,7 @@ class CellLedger:
 
     # -- runs ------------------------------------------------------------------------------
 
+    @retry_on_deadlock
     def enqueue(
         self,
         *,
@@ -266,6 +271,7 @@ class CellLedger:
             _signal(session, self.cell)
         return run
 
+    @retry_on_deadlock
     def claim(self) -> ProgramRun | None:
         """Take the oldest queued run of the cell into a free slot, for this process.
 
@@ -307,6 +313,7 @@ class CellLedger:
             _signal(session, self.cell)
         return run
 
+    @retry_on_deadlock
     def request_stop(self, run_id: int, actor: str) -> StopOutcome:
         """Record a stop request: a queued run is cancelled at once, a running one is marked
         for its process to stop (who asked first is kept).
@@ -355,6 +362,7 @@ class CellLedger:
                 )
             )
 
+    @retry_on_deadlock
     def finish(self, run_id: int, status: RunStatus, *, actor: str, **fields: Any) -> bool:
         """Record how a run of this process ended and free its slot.
 
@@ -385,6 +393,7 @@ class CellLedger:
 
     # -- other processes -------------------------------------------------------------------
 
+    @retry_on_deadlock
     def expire(self) -> list[int]:
         """End what dead processes left behind, in every cell.
 
