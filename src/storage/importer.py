@@ -36,6 +36,7 @@ from storage.auditor import audit_row, write_audit_rows
 from storage.backup import BATCH_SIZE, reset_sequences
 from storage.csvformat import ColumnCodec, show_value
 from storage.errors import ConflictError, ValidationError, translate
+from storage.uploads import BoundedText, ImportLimits
 
 __all__ = ["IMPORTABLE", "ImportMode", "ImportSummary", "import_upload", "importable"]
 
@@ -74,6 +75,7 @@ def import_upload(
     table: str | None = None,
     mode: ImportMode = "insert",
     dry_run: bool = False,
+    limits: ImportLimits | None = None,
 ) -> ImportSummary:
     """Load an export zip, or one CSV file of ``table``, into the default database.
 
@@ -83,8 +85,11 @@ def import_upload(
         table: the table of a single CSV; with a zip, import only this table's file.
         mode: ``insert``, ``upsert`` or ``replace`` (see the module documentation).
         dry_run: do all the work, including the database's own checks, then roll it back.
+        limits: how much it may read (:class:`storage.uploads.ImportLimits`; the defaults
+            when left out).
 
     Raises:
+        PayloadTooLargeError: more text or rows than the limits allow.
         ValidationError: unknown table or column, a bad cell (the message names table, row
             and column), or a file that is neither a zip nor UTF-8 CSV.
         ConflictError: a key already exists (``insert``), or a constraint rejected a row.
@@ -92,8 +97,9 @@ def import_upload(
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     counts: dict[str, int] = {}
     skipped: list[str] = []
+    bounded = BoundedText(limits or ImportLimits())
     with ExitStack() as stack, database.transaction() as session:
-        sources = _sources(upload, table, stack, skipped)
+        sources = _sources(upload, table, stack, skipped, bounded.limits)
         # A savepoint, so that a dry run rolls back even inside a caller's transaction.
         try:
             with session.begin_nested():
@@ -103,7 +109,7 @@ def import_upload(
                         connection.execute(delete(target))
                 for target, opener in sources.items():
                     with opener() as raw:
-                        counts[target.name] = _import_table(connection, target, raw, mode)
+                        counts[target.name] = _import_table(connection, target, raw, mode, bounded)
                 audits = [_audit(name, rows, mode, actor) for name, rows in counts.items()]
                 write_audit_rows(session, audits)
                 if dry_run:
@@ -127,7 +133,11 @@ def _audit(table: str, rows: int, mode: str, actor: str) -> dict[str, Any]:
 
 
 def _sources(
-    upload: IO[bytes], only: str | None, stack: ExitStack, skipped: list[str]
+    upload: IO[bytes],
+    only: str | None,
+    stack: ExitStack,
+    skipped: list[str],
+    limits: ImportLimits,
 ) -> dict[Table, _Opener]:
     magic = upload.read(4)
     upload.seek(0)
@@ -154,6 +164,7 @@ def _sources(
                 skipped.append(known.name)  # an export holds it; an import leaves it alone
                 continue
             target = _table(name.removesuffix(".csv"))
+            limits.check_member(info)
             if target in found:
                 raise ValidationError(f"the archive holds {name} twice")
             found[target] = functools.partial(archive.open, info)
@@ -178,16 +189,18 @@ def importable(table: Table) -> bool:
     return table.info.get(IMPORTABLE, True) is not False
 
 
-def _import_table(connection: Connection, table: Table, raw: IO[bytes], mode: str) -> int:
+def _import_table(
+    connection: Connection, table: Table, raw: IO[bytes], mode: str, bounded: BoundedText
+) -> int:
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-    reader = csv.reader(text)
+    reader = csv.reader(bounded.lines(text, f"table {table.name}"))
     count = 0
     try:
         header = next(reader, None)
         if header is None:
             raise ValidationError(f"table {table.name}: the CSV is empty (no header row)")
         codecs = _header_codecs(table, header)
-        for batch in _batches(table, reader, codecs):
+        for batch in _batches(table, reader, codecs, bounded):
             _write_batch(connection, table, batch, mode)
             count += len(batch)
     except csv.Error as exc:
@@ -215,11 +228,12 @@ def _header_codecs(table: Table, header: list[str]) -> list[ColumnCodec]:
 
 
 def _batches(
-    table: Table, reader: Iterator[list[str]], codecs: list[ColumnCodec]
+    table: Table, reader: Iterator[list[str]], codecs: list[ColumnCodec], bounded: BoundedText
 ) -> Iterator[list[tuple[int, dict[str, Any]]]]:
     generated = table.autoincrement_column
     batch: list[tuple[int, dict[str, Any]]] = []
     for number, cells in enumerate(reader, start=1):
+        bounded.row_done()
         if len(cells) != len(codecs):
             raise ValidationError(
                 f"table {table.name}, row {number}: {len(cells)} cells where the header has "

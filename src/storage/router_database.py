@@ -38,6 +38,7 @@ from storage.http import (
 from storage.importer import ImportMode, ImportSummary
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan
+from storage.uploads import ImportLimits
 
 __all__ = ["AuditEntry", "HealthStatus", "build_db_router"]
 
@@ -75,6 +76,7 @@ def build_db_router(
     auth: RouteAuth | None = None,
     max_restore_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_import_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    import_limits: ImportLimits | None = None,
 ) -> APIRouter:
     """Build the ``/db`` router.
 
@@ -86,6 +88,8 @@ def build_db_router(
             ``admin`` on export, import, backup and restore.
         max_restore_bytes: the largest backup file ``POST /db/restore`` accepts (413 beyond).
         max_import_bytes: the largest file ``POST /db/import`` accepts (413 beyond).
+        import_limits: what one import may expand to and read (rows, lines, zip ratio; see
+            :class:`storage.uploads.ImportLimits`).
 
     Raises:
         ValueError: a limit is not positive, or the default limit exceeds the maximum.
@@ -221,6 +225,7 @@ def build_db_router(
                 table=table,
                 mode=mode,
                 dry_run=dry_run,
+                limits=import_limits,
             )
 
     async def restore_sqlite(

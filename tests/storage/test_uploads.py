@@ -1,0 +1,111 @@
+"""Imports within limits: zip bombs, giant lines and records, too many rows or bytes are
+refused while the data streams in, with bounded memory, and the database stays as it was."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+import zipfile
+
+import pytest
+
+from storage.errors import PayloadTooLargeError, ValidationError
+from storage.importer import import_upload
+from storage.uploads import ImportLimits
+from support.dataset import seed, table_rows
+
+
+def zipped(name: str, text: str) -> io.BytesIO:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as files:
+        files.writestr(name, text)
+    archive.seek(0)
+    return archive
+
+
+def csv_of(*lines: str) -> io.BytesIO:
+    return io.BytesIO(("\n".join(lines) + "\n").encode())
+
+
+@pytest.mark.parametrize(
+    ("upload", "limits", "error", "message"),
+    [
+        pytest.param(
+            lambda: zipped("user.csv", "name\n" + "Ada\n" * 3_000_000),
+            ImportLimits(),
+            ValidationError,
+            "expands .* times, over the limit of 200",
+            id="zip-bomb",
+        ),
+        pytest.param(
+            lambda: zipped("user.csv", "name\n" + "Ada\n" * 1000),
+            ImportLimits(max_bytes=1000),
+            PayloadTooLargeError,
+            "once expanded, over the import limit",
+            id="member-over-max-bytes",
+        ),
+        pytest.param(
+            lambda: csv_of("name", *["Ada"] * 1000),
+            ImportLimits(max_bytes=1000),
+            PayloadTooLargeError,
+            "larger than the limit of 1000 characters",
+            id="csv-over-max-bytes",
+        ),
+        pytest.param(
+            lambda: csv_of("name", "A" * 500),
+            ImportLimits(max_line=100),
+            ValidationError,
+            "table user: a line is longer than 100 characters",
+            id="long-line",
+        ),
+        pytest.param(
+            lambda: csv_of("name", '"' + "x\n" * 300 + '"'),
+            ImportLimits(max_record=200),
+            ValidationError,
+            "table user: a row is longer than 200 characters",
+            id="long-record",
+        ),
+        pytest.param(
+            lambda: csv_of("name", *["Ada"] * 11),
+            ImportLimits(max_rows=10),
+            PayloadTooLargeError,
+            "more than the limit of 10 rows",
+            id="too-many-rows",
+        ),
+    ],
+)
+def test_imports_beyond_the_limits_are_refused_and_change_nothing(
+    backend: str, upload: object, limits: ImportLimits, error: type[Exception], message: str
+) -> None:
+    seed()
+    before = table_rows()
+    with pytest.raises(error, match=message):
+        import_upload(upload(), table="user", actor="tester", limits=limits)  # type: ignore[operator]
+    assert table_rows() == before
+
+
+def test_a_giant_cell_is_refused_with_bounded_memory(backend: str) -> None:
+    giant = io.BytesIO(b"name\n" + b"x" * (64 << 20) + b"\n")  # 64 MiB in one cell
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValidationError, match="longer than 1048576 characters"):
+            import_upload(
+                giant, table="user", actor="tester", limits=ImportLimits(max_line=1 << 20)
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 << 20, f"peak {peak >> 20} MiB for a 1 MiB line limit"
+
+
+def test_within_the_limits_it_imports(backend: str) -> None:
+    limits = ImportLimits(max_rows=3, max_line=10, max_record=20, max_bytes=100)
+    summary = import_upload(
+        csv_of("name", "Ada", "Bob", "Cy"), table="user", actor="t", limits=limits
+    )
+    assert summary.tables == {"user": 3}
+
+
+def test_limits_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        ImportLimits(max_rows=0)
