@@ -43,6 +43,7 @@ __all__ = [
     "STATUS_BY_ERROR",
     "RouteAuth",
     "StorageRoute",
+    "authenticated_actor",
     "error_response",
     "file_upload_body",
     "limit_body",
@@ -151,16 +152,33 @@ def _counting_receive(receive: Receive, max_bytes: int, message: str) -> Receive
 
 
 def require_actor(
+    request: Request,
     x_user: Annotated[
         str | None,
         Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
     ] = None,
 ) -> str:
-    """FastAPI dependency: the ``X-User`` header, required on every mutation (400 without;
-    422 over :data:`MAX_ACTOR_LENGTH` characters)."""
+    """FastAPI dependency: who makes a change: the identity the app's auth dependency set in
+    ``request.state.actor``, else the ``X-User`` header, required on every mutation (400
+    without; 422 over :data:`MAX_ACTOR_LENGTH` characters)."""
+    identity = authenticated_actor(request)
+    if identity is not None:
+        return identity
     if x_user is None or not x_user.strip():
         raise HTTPException(status_code=400, detail="the X-User header is required")
     return _checked_actor(x_user.strip())
+
+
+def authenticated_actor(request: Request) -> str | None:
+    """The identity an auth dependency recorded in ``request.state.actor``, if any.
+
+    An app whose auth dependency knows who calls sets ``request.state.actor = user.name``;
+    the audit log then records that name, whatever ``X-User`` the client sends.
+    """
+    actor = getattr(request.state, "actor", None)
+    if isinstance(actor, str) and actor.strip():
+        return _checked_actor(actor.strip())
+    return None
 
 
 ANONYMOUS_ACTOR = "anonymous"
@@ -171,15 +189,20 @@ MAX_OFFSET = 2**63 - 1
 
 
 def optional_actor(
+    request: Request,
     x_user: Annotated[
         str | None,
         Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
     ] = None,
 ) -> str:
-    """FastAPI dependency: the ``X-User`` header, or ``"anonymous"`` when it is absent.
+    """FastAPI dependency: the authenticated identity (see :func:`require_actor`), else the
+    ``X-User`` header, else ``"anonymous"``.
 
     For the routes vention-storage clients already call without the header (``/db/restore``).
     """
+    identity = authenticated_actor(request)
+    if identity is not None:
+        return identity
     return _checked_actor(x_user.strip()) if x_user and x_user.strip() else ANONYMOUS_ACTOR
 
 
