@@ -181,6 +181,20 @@ class Database:
             )
         self._url = url
 
+    def set_busy_timeout(self, seconds: float) -> None:
+        """Set how long a writer waits for the database (see the class); only before the
+        engine exists.
+
+        Raises:
+            ValueError: not a positive number of seconds.
+            ConfigurationError: the engine already exists with another timeout.
+        """
+        if not seconds > 0:
+            raise ValueError("busy_timeout must be a positive number of seconds")
+        if self._engine is not None and seconds != self._busy_timeout:
+            raise ConfigurationError("set the busy timeout before the database is first used")
+        self._busy_timeout = seconds
+
     def set_sqlite_synchronous(self, mode: str) -> None:
         """Set SQLite's ``PRAGMA synchronous`` (see the class); only before the engine exists.
 

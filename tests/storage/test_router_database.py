@@ -8,6 +8,8 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
+import time
 import zipfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -24,6 +26,7 @@ from storage.auditor import AuditLog
 from storage.bootstrap import bootstrap
 from storage.http import RouteAuth
 from storage.router_database import build_db_router
+from storage.router_model import build_crud_router
 from support.dataset import seed, table_rows
 from support.models import User
 from support.testclient import TestClient
@@ -588,3 +591,38 @@ def test_bootstrap_mounts_the_router(backend: str) -> None:
 def test_audit_offset_beyond_any_backend_is_422(client: TestClient) -> None:
     response = client.get("/db/audit", params={"offset": 2**63})
     assert response.status_code == 422
+
+
+def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
+    sqlite_db: Path,
+) -> None:
+    importlib.reload(database)
+    database.set_database_url(f"sqlite:///{sqlite_db}")
+    database.get_database().set_busy_timeout(0.5)
+    app = FastAPI()
+    app.include_router(build_db_router())
+    app.include_router(build_crud_router(ModelAccessor(User, "users")))
+    client = TestClient(app)
+    holding, release = threading.Event(), threading.Event()
+
+    def long_import() -> None:  # as a long import or restore holds the database
+        with database.transaction():
+            holding.set()
+            release.wait(20)
+
+    writer = threading.Thread(target=long_import)
+    writer.start()
+    holding.wait(5)
+    try:
+        started = time.monotonic()
+        blocked = client.post("/users/", json={"name": "Ada"}, headers=ACTOR)
+        waited = time.monotonic() - started
+        assert blocked.status_code == 503 and blocked.headers["Retry-After"] == "1"
+        assert waited < 5
+        assert client.get("/db/health").status_code == 200
+        assert client.get("/users/").status_code == 200
+    finally:
+        release.set()
+        writer.join()
+    assert client.post("/users/", json={"name": "Ada"}, headers=ACTOR).status_code == 201
+    database.get_database().dispose()
