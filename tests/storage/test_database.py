@@ -22,7 +22,7 @@ from storage.auditor import AuditLog
 from storage.errors import ConfigurationError, DatabaseBusyError
 from storage.prepared import PreparedRead
 from support.backends import SERVER_URLS, server_url
-from support.dataset import wal_checkpoint_blocked
+from support.dataset import a_long_write, wal_checkpoint_blocked
 from support.models import User
 
 
@@ -323,24 +323,11 @@ def _bounded(path: Path) -> database.Database:
 
 def test_a_writer_of_this_process_waits_at_most_the_busy_timeout(tmp_path: Path) -> None:
     db = _bounded(tmp_path / "bounded.db")
-    holding, release = threading.Event(), threading.Event()
-
-    def long_write() -> None:
-        with db.transaction():
-            holding.set()
-            release.wait(10)
-
-    writer = threading.Thread(target=long_write)
-    writer.start()
-    holding.wait(5)
-    started = time.monotonic()
-    try:
+    with a_long_write(db):
+        started = time.monotonic()
         with pytest.raises(DatabaseBusyError, match="held the database"), db.transaction():
             pass
         waited = time.monotonic() - started
-    finally:
-        release.set()
-        writer.join()
     assert 0.4 < waited < 5
     with db.transaction():  # free again
         pass

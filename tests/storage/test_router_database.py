@@ -8,7 +8,6 @@ import os
 import shutil
 import sqlite3
 import sys
-import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -27,7 +26,7 @@ from storage.bootstrap import bootstrap
 from storage.http import RouteAuth
 from storage.router_database import build_db_router
 from storage.router_model import build_crud_router
-from support.dataset import seed, table_rows
+from support.dataset import a_long_write, seed, table_rows
 from support.models import User
 from support.testclient import TestClient
 
@@ -603,17 +602,7 @@ def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
     app.include_router(build_db_router())
     app.include_router(build_crud_router(ModelAccessor(User, "users")))
     client = TestClient(app)
-    holding, release = threading.Event(), threading.Event()
-
-    def long_import() -> None:  # as a long import or restore holds the database
-        with database.transaction():
-            holding.set()
-            release.wait(20)
-
-    writer = threading.Thread(target=long_import)
-    writer.start()
-    holding.wait(5)
-    try:
+    with a_long_write():  # as a long import or restore holds the database
         started = time.monotonic()
         blocked = client.post("/users/", json={"name": "Ada"}, headers=ACTOR)
         waited = time.monotonic() - started
@@ -621,8 +610,5 @@ def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
         assert waited < 5
         assert client.get("/db/health").status_code == 200
         assert client.get("/users/").status_code == 200
-    finally:
-        release.set()
-        writer.join()
     assert client.post("/users/", json={"name": "Ada"}, headers=ACTOR).status_code == 201
     database.get_database().dispose()

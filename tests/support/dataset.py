@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +17,7 @@ from sqlmodel import SQLModel
 
 from storage import database
 from storage.accessor import ModelAccessor
+from storage.database import Database
 from support.models import Color, Gadget, Recipe, Sample, User
 
 AWKWARD_TEXTS = ["=cmd|' /C calc'!A0", "+1", "-x", "@sum", "'quoted", "\\N", "", 'a,b\n"c"']
@@ -101,3 +105,24 @@ def table_counts() -> dict[str, int]:
             table.name: int(session.scalar(select(func.count()).select_from(table)) or 0)
             for table in SQLModel.metadata.sorted_tables
         }
+
+
+@contextmanager
+def a_long_write(db: Database | None = None) -> Iterator[None]:
+    """For the block, a write transaction held open on another thread, as a long import or
+    restore holds the database."""
+    holding, release = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with (db or database.get_database()).transaction():
+            holding.set()
+            release.wait(60)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        assert holding.wait(10), "the long write did not start"
+        yield
+    finally:
+        release.set()
+        writer.join()
