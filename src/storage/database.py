@@ -125,7 +125,9 @@ class Database:
         url: SQLAlchemy URL; ``None`` reads ``STORAGE_DATABASE_URL`` (or
             ``VENTION_STORAGE_DATABASE_URL``) when the engine is first needed, else
             ``sqlite:///./storage.db``.
-        busy_timeout: seconds a SQLite writer waits for another process's lock.
+        busy_timeout: seconds a writer waits for a lock held by another transaction (SQLite:
+            of this process or another; PostgreSQL ``lock_timeout``; MariaDB/MySQL
+            ``innodb_lock_wait_timeout``, in whole seconds), then :class:`DatabaseBusyError`.
         engine_options: extra keyword arguments for :func:`sqlalchemy.create_engine`.
         sqlite_synchronous: SQLite file's ``PRAGMA synchronous``: ``"FULL"`` (the default)
             syncs the write-ahead log at every commit, so a commit a client saw acknowledged
@@ -236,8 +238,17 @@ class Database:
             )
             return engine
         options["pool_pre_ping"] = True
+        # A statement waits for another transaction's lock at most busy_timeout, as on SQLite.
         if url.get_backend_name() in ("mysql", "mariadb"):
             options["pool_recycle"] = 3600
+            wait = max(1, round(self._busy_timeout))  # whole seconds only
+            options["connect_args"] = {
+                "init_command": f"SET SESSION innodb_lock_wait_timeout = {wait}"
+            }
+        elif url.get_backend_name() == "postgresql":
+            options["connect_args"] = {
+                "options": f"-c lock_timeout={int(self._busy_timeout * 1000)}"
+            }
         options.update(self._engine_options)
         return create_engine(url, **options)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
@@ -149,6 +150,21 @@ def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
 # Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
 # serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
 _SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
+# lock_not_available (lock_timeout), deadlock_detected, serialization_failure
+_POSTGRES_BUSY_STATES = ("55P03", "40P01", "40001")
+_MYSQL_BUSY_CODES = (1205, 1213)  # lock wait timeout, deadlock
+
+
+def _busy_by_code(error: BaseException | None) -> bool:
+    """Whether a driver error says "another transaction holds what this one needs"."""
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY_CODES:
+        return True
+    if getattr(error, "sqlstate", None) in _POSTGRES_BUSY_STATES:
+        return True
+    args: tuple[Any, ...] = getattr(error, "args", ())
+    return bool(args) and args[0] in _MYSQL_BUSY_CODES
+
+
 _BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
 # The database cannot be reached: SQLite's file cannot be opened, a server refuses or drops
 # the connection (psycopg, PyMySQL).
@@ -174,7 +190,7 @@ def translate(exc: Exception) -> StorageError:
         driver_error = exc
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
-    if getattr(driver_error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY_CODES:
+    if _busy_by_code(driver_error):
         return DatabaseBusyError("the database is busy with another transaction; try again")
     if any(marker in text for marker in _BUSY_MARKERS):
         return DatabaseBusyError("the database is busy with another transaction; try again")

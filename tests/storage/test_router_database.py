@@ -8,6 +8,7 @@ import os
 import shutil
 import sqlite3
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -26,6 +27,7 @@ from storage.bootstrap import bootstrap
 from storage.http import RouteAuth
 from storage.router_database import build_db_router
 from storage.router_model import build_crud_router
+from support.backends import server_url
 from support.dataset import a_long_write, seed, table_rows
 from support.models import User
 from support.testclient import TestClient
@@ -611,4 +613,38 @@ def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
         assert client.get("/db/health").status_code == 200
         assert client.get("/users/").status_code == 200
     assert client.post("/users/", json={"name": "Ada"}, headers=ACTOR).status_code == 201
+    database.get_database().dispose()
+
+
+@pytest.mark.parametrize("server", ["postgresql", "mariadb"])
+def test_on_a_server_a_writer_waits_for_a_row_lock_at_most_the_busy_timeout(server: str) -> None:
+    importlib.reload(database)
+    database.set_database_url(server_url(server))
+    database.get_database().set_busy_timeout(1.0)
+    users = ModelAccessor(User, "users")
+    ada = users.insert(User(name="Ada"), actor="t")
+    app = FastAPI()
+    app.include_router(build_crud_router(users))
+    client = TestClient(app)
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:
+        with database.transaction():
+            users.update(ada.id, actor="t", age=1)  # the row stays locked until the end
+            holding.set()
+            release.wait(30)
+
+    holder = threading.Thread(target=hold_the_row)
+    holder.start()
+    try:
+        assert holding.wait(10)
+        started = time.monotonic()
+        blocked = client.patch(f"/users/{ada.id}", json={"age": 2}, headers=ACTOR)
+        waited = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert blocked.status_code == 503 and blocked.headers["Retry-After"] == "1"
+    assert waited < 5
+    assert client.patch(f"/users/{ada.id}", json={"age": 2}, headers=ACTOR).status_code == 200
     database.get_database().dispose()
