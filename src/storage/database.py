@@ -29,6 +29,7 @@ from storage import changes
 from storage.errors import (
     ConfigurationError,
     DatabaseBusyError,
+    MissingDependencyError,
     translate,
     translate_driver_errors,
 )
@@ -98,6 +99,8 @@ def _configure_sqlite(
 
 
 _IN_MEMORY = (None, "", ":memory:")
+# The extra that installs the driver this library is tested with, per backend.
+_EXTRAS = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 
 
 def _synchronous(mode: str) -> str:
@@ -239,18 +242,28 @@ class Database:
             return engine
         options["pool_pre_ping"] = True
         # A statement waits for another transaction's lock at most busy_timeout, as on SQLite.
+        driver = url.get_driver_name()
         if url.get_backend_name() in ("mysql", "mariadb"):
             options["pool_recycle"] = 3600
+        if driver in ("pymysql", "mysqldb"):
             wait = max(1, round(self._busy_timeout))  # whole seconds only
             options["connect_args"] = {
                 "init_command": f"SET SESSION innodb_lock_wait_timeout = {wait}"
             }
-        elif url.get_backend_name() == "postgresql":
+        elif driver in ("psycopg", "psycopg2"):
             options["connect_args"] = {
                 "options": f"-c lock_timeout={int(self._busy_timeout * 1000)}"
             }
         options.update(self._engine_options)
-        return create_engine(url, **options)
+        try:
+            return create_engine(url, **options)
+        except ModuleNotFoundError as exc:
+            extra = _EXTRAS.get(url.get_backend_name())
+            hint = f"pip install 'machine-storage[{extra}]'" if extra else f"install {exc.name}"
+            raise MissingDependencyError(
+                f"the driver for {url.drivername} URLs is not installed (no module "
+                f"{exc.name!r}): {hint}"
+            ) from exc
 
     def read_engine(self) -> Engine:
         """The engine for reads: the same pool; on SQLite its transactions begin ``DEFERRED``

@@ -90,7 +90,9 @@ class RecordCap:
         """
         if self.max_records is not None and self.accessor.count() >= self.max_records:
             raise RecordLimitError(
-                f"{self.accessor.component} already holds the maximum of {self.max_records} records"
+                f"{self.accessor.component} already holds the maximum of {self.max_records} "
+                "records (the app sets it: bootstrap(max_records_per_model=...), None for no "
+                "limit; build_crud_router(max_records=...))"
             )
 
     @contextmanager

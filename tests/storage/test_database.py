@@ -19,7 +19,7 @@ from sqlmodel import Session, SQLModel, select
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
-from storage.errors import ConfigurationError, DatabaseBusyError
+from storage.errors import ConfigurationError, DatabaseBusyError, MissingDependencyError
 from storage.prepared import PreparedRead
 from support.backends import SERVER_URLS, server_url
 from support.dataset import a_long_write, wal_checkpoint_blocked
@@ -88,6 +88,18 @@ class TestConfiguration:
         faster.dispose()
         with pytest.raises(ValueError, match="FULL"):
             database.Database(sqlite_synchronous="sometimes")
+
+    @pytest.mark.parametrize(
+        ("url", "extra"),
+        [
+            pytest.param("postgresql+pg8000://u@localhost/db", "postgres", id="postgresql"),
+            pytest.param("mysql+mysqldb://u@localhost/db", "mysql", id="mysql"),
+        ],
+    )
+    def test_a_missing_driver_says_what_to_install(self, url: str, extra: str) -> None:
+        db = database.Database(url)
+        with pytest.raises(MissingDependencyError, match=rf"machine-storage\[{extra}\]"):
+            db.engine  # noqa: B018  (creating the engine imports the driver)
 
     def test_in_memory_sqlite_is_shared_across_sessions(self) -> None:
         from sqlmodel import SQLModel
