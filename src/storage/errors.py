@@ -48,6 +48,8 @@ __all__ = [
     "SoftDeleteNotSupported",
     "StorageError",
     "ValidationError",
+    "is_busy",
+    "is_deadlock",
     "translate_driver_errors",
 ]
 
@@ -150,19 +152,45 @@ def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
 # Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
 # serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
 _SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
-# lock_not_available (lock_timeout), deadlock_detected, serialization_failure
-_POSTGRES_BUSY_STATES = ("55P03", "40P01", "40001")
-_MYSQL_BUSY_CODES = (1205, 1213)  # lock wait timeout, deadlock
+# deadlock_detected, serialization_failure: the server rolled the transaction back
+_POSTGRES_DEADLOCK_STATES = ("40P01", "40001")
+_POSTGRES_BUSY_STATES = ("55P03", *_POSTGRES_DEADLOCK_STATES)  # 55P03: lock_timeout
+_MYSQL_DEADLOCK_CODES = (1213,)  # ER_LOCK_DEADLOCK: rolled back
+_MYSQL_BUSY_CODES = (1205, *_MYSQL_DEADLOCK_CODES)  # 1205: lock wait timeout
 
 
-def _busy_by_code(error: BaseException | None) -> bool:
-    """Whether a driver error says "another transaction holds what this one needs"."""
+def _driver_error(error: BaseException | None) -> BaseException | None:
+    return getattr(error, "orig", None) or error  # SQLAlchemy's wrapper, or the error itself
+
+
+def _mysql_code(error: BaseException | None) -> Any:
+    args: tuple[Any, ...] = getattr(error, "args", ())
+    return args[0] if args else None
+
+
+def is_busy(error: BaseException | None) -> bool:
+    """Whether a driver error (or SQLAlchemy's wrapper of one) says, by its code, that another
+    transaction holds what this one needs: a lock wait that ran out, a deadlock."""
+    error = _driver_error(error)
     if getattr(error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_BUSY_CODES:
         return True
     if getattr(error, "sqlstate", None) in _POSTGRES_BUSY_STATES:
         return True
-    args: tuple[Any, ...] = getattr(error, "args", ())
-    return bool(args) and args[0] in _MYSQL_BUSY_CODES
+    return _mysql_code(error) in _MYSQL_BUSY_CODES
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Whether ``error``, or what it was translated from, is a deadlock or serialization
+    failure: the server rolled the transaction back, and running it again is safe."""
+    seen: BaseException | None = error
+    while seen is not None:
+        driver = _driver_error(seen)
+        if getattr(driver, "sqlstate", None) in _POSTGRES_DEADLOCK_STATES:
+            return True
+        if _mysql_code(driver) in _MYSQL_DEADLOCK_CODES:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 _BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
@@ -190,7 +218,7 @@ def translate(exc: Exception) -> StorageError:
         driver_error = exc
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
-    if _busy_by_code(driver_error):
+    if is_busy(driver_error):
         return DatabaseBusyError("the database is busy with another transaction; try again")
     if any(marker in text for marker in _BUSY_MARKERS):
         return DatabaseBusyError("the database is busy with another transaction; try again")

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 
 from storage import database as storage_database
 from storage.auditor import utcnow
@@ -43,12 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["ChangeFeed", "close_all", "get_feed", "use_feed"]
 
 logger = logging.getLogger("storage.feed")
-
-_TABLE = AUDIT_TABLE
-
-
-def _highest(connection: Connection) -> int:
-    return highest_id(connection, _TABLE)
 
 
 class ChangeFeed:
@@ -208,20 +202,19 @@ class ChangeFeed:
         *,
         components: Sequence[str] = (),
         operations: Sequence[str] = (),
-        limit: int | None = None,
     ) -> list[ChangeEvent]:
-        """Events with ``after < id <= upto`` from the database, in order, at most ``limit``."""
-        column = _TABLE.c.id
+        """Events with ``after < id <= upto`` from the database, in order, a page at most."""
+        column = AUDIT_TABLE.c.id
         statement = (
-            select(_TABLE)
+            select(AUDIT_TABLE)
             .where(column > after, column <= upto)
             .order_by(column)
-            .limit(limit or self._page)
+            .limit(self._page)
         )
         if components:
-            statement = statement.where(_TABLE.c.component.in_(components))
+            statement = statement.where(AUDIT_TABLE.c.component.in_(components))
         if operations:
-            statement = statement.where(_TABLE.c.operation.in_(operations))
+            statement = statement.where(AUDIT_TABLE.c.operation.in_(operations))
         with self._db.read_session() as session:
             return [ChangeEvent.from_row(row) for row in session.execute(statement)]
 
@@ -244,7 +237,7 @@ class ChangeFeed:
 
     def _highest(self) -> int:
         with self._db.read_session() as session:
-            return _highest(session.connection())
+            return highest_id(session.connection(), AUDIT_TABLE)
 
     @staticmethod
     def _reset_event(head: int) -> ChangeEvent:

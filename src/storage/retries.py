@@ -16,32 +16,14 @@ from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
 from storage import database
-from storage.errors import DatabaseBusyError
+from storage.errors import DatabaseBusyError, is_deadlock
 
-__all__ = ["is_deadlock", "retry_on_deadlock"]
+__all__ = ["retry_on_deadlock"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _ATTEMPTS = 4
-# MariaDB/MySQL ER_LOCK_DEADLOCK; PostgreSQL deadlock_detected and serialization_failure.
-_MYSQL_CODES = frozenset({1213})
-_SQLSTATES = frozenset({"40P01", "40001"})
-
-
-def is_deadlock(error: BaseException) -> bool:
-    """Whether ``error`` (or what it was translated from) is a deadlock or serialization
-    failure that the database resolved by rolling the transaction back."""
-    seen: BaseException | None = error
-    while seen is not None:
-        orig = getattr(seen, "orig", None) or seen
-        if getattr(orig, "sqlstate", None) in _SQLSTATES:
-            return True
-        args = getattr(orig, "args", ())
-        if args and args[0] in _MYSQL_CODES:
-            return True
-        seen = seen.__cause__
-    return False
 
 
 def retry_on_deadlock(function: Callable[P, T]) -> Callable[P, T]:

@@ -31,11 +31,12 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Table, func, select, text
 from sqlalchemy.exc import DBAPIError
 
+from storage.errors import is_busy
+
 __all__ = ["Watermark", "highest_id", "watermark_for"]
 
 _PENDING_LIMIT = 32  # PostgreSQL: (sequence value, writers) pairs kept while writers go on
 _PROBE_TIMEOUT = 1  # seconds a MariaDB locking read waits for a writer
-_LOCK_WAIT_TIMEOUT = 1205  # MariaDB/MySQL ER_LOCK_WAIT_TIMEOUT
 
 
 class Watermark(Protocol):
@@ -183,13 +184,8 @@ class _MariaWatermark:
             if connection.execute(probe).first() is not None:
                 return False  # written meanwhile: the next look reads it in order
         except DBAPIError as exc:
-            if _error_code(exc) == _LOCK_WAIT_TIMEOUT:
-                return False  # a writer still holds it
+            if is_busy(exc):
+                return False  # a writer still holds it (the lock wait ran out)
             raise
         seen = self._holes.setdefault(first, time.monotonic())
         return time.monotonic() - seen >= self._grace
-
-
-def _error_code(exc: DBAPIError) -> Any:
-    args = getattr(exc.orig, "args", ())
-    return args[0] if args else None

@@ -10,8 +10,8 @@ from sqlmodel import select
 
 from storage import database
 from storage.accessor import ModelAccessor
-from storage.errors import DatabaseBusyError
-from storage.retries import is_deadlock, retry_on_deadlock
+from storage.errors import DatabaseBusyError, is_deadlock
+from storage.retries import retry_on_deadlock
 from support.models import User
 
 
