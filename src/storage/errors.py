@@ -17,7 +17,8 @@ The tree::
     ├── DatabaseUnavailableError (the database cannot be reached at all)
     ├── MissingDependencyError  (an optional package or program is not installed)
     ├── MigrationError          (an auto-migration that would destroy or guess)
-    └── RestoreError            (a backup file that cannot be restored)
+    ├── RestoreError            (a backup file that cannot be restored)
+    └── OperationCancelledError (long work stopped because its client went away)
 
 Messages never contain SQL text or bound parameters: they name tables, columns and constraints.
 """
@@ -40,6 +41,7 @@ __all__ = [
     "MigrationError",
     "MissingDependencyError",
     "NotFoundError",
+    "OperationCancelledError",
     "PayloadTooLargeError",
     "PreconditionFailedError",
     "RecordDeletedError",
@@ -116,6 +118,11 @@ class MigrationError(StorageError):
 
 class RestoreError(StorageError):
     """A backup file cannot be restored; the live database was left untouched."""
+
+
+class OperationCancelledError(StorageError):
+    """Long work (an import) stopped before it finished because its client went away; it
+    was rolled back, nothing of it was kept."""
 
 
 _CONSTRAINT_PATTERNS = (

@@ -7,8 +7,10 @@ the host app registering exception handlers.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ from storage.errors import (
     DatabaseUnavailableError,
     MissingDependencyError,
     NotFoundError,
+    OperationCancelledError,
     PayloadTooLargeError,
     PreconditionFailedError,
     RestoreError,
@@ -44,6 +47,7 @@ __all__ = [
     "RouteAuth",
     "StorageRoute",
     "authenticated_actor",
+    "cancelled_on_disconnect",
     "error_response",
     "file_upload_body",
     "limit_body",
@@ -66,6 +70,8 @@ STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
     (DatabaseBusyError, 503),
     (DatabaseUnavailableError, 503),
     (MissingDependencyError, 503),
+    # nginx's "client closed request": nobody reads it, the access log shows why it ended.
+    (OperationCancelledError, 499),
 )
 # Worth retrying soon: the database is there, or will be, and only needs a moment.
 _RETRY_LATER = (DatabaseBusyError, DatabaseUnavailableError)
@@ -314,6 +320,25 @@ async def uploaded_file(request: Request, field: str = "file") -> AsyncIterator[
         yield upload.file
     finally:
         await form.close()
+
+
+@asynccontextmanager
+async def cancelled_on_disconnect(request: Request) -> AsyncIterator[threading.Event]:
+    """An event set as soon as the client of ``request`` goes away, for work that runs on a
+    worker thread to check and stop (enter it once the body has been read)."""
+    cancelled = threading.Event()
+
+    async def watch() -> None:
+        # Once the body is read, the server's next message is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            await asyncio.sleep(0.1)
+        cancelled.set()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        yield cancelled
+    finally:
+        watcher.cancel()
 
 
 def file_upload_body(description: str, field: str = "file") -> dict[str, Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import threading
 import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, nullcontext
@@ -76,6 +77,7 @@ def import_upload(
     mode: ImportMode = "insert",
     dry_run: bool = False,
     limits: ImportLimits | None = None,
+    cancelled: threading.Event | None = None,
 ) -> ImportSummary:
     """Load an export zip, or one CSV file of ``table``, into the default database.
 
@@ -87,17 +89,19 @@ def import_upload(
         dry_run: do all the work, including the database's own checks, then roll it back.
         limits: how much it may read (:class:`storage.uploads.ImportLimits`; the defaults
             when left out).
+        cancelled: once set (its client went away), the import stops and rolls back.
 
     Raises:
         PayloadTooLargeError: more text or rows than the limits allow.
         ValidationError: unknown table or column, a bad cell (the message names table, row
             and column), or a file that is neither a zip nor UTF-8 CSV.
         ConflictError: a key already exists (``insert``), or a constraint rejected a row.
+        OperationCancelledError: ``cancelled`` was set before the import finished.
     """
     csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     counts: dict[str, int] = {}
     skipped: list[str] = []
-    bounded = BoundedText(limits or ImportLimits())
+    bounded = BoundedText(limits or ImportLimits(), cancelled)
     with ExitStack() as stack, database.transaction() as session:
         sources = _sources(upload, table, stack, skipped, bounded.limits)
         # A savepoint, so that a dry run rolls back even inside a caller's transaction.

@@ -29,6 +29,7 @@ from storage.http import (
     MAX_OFFSET,
     RouteAuth,
     StorageRoute,
+    cancelled_on_disconnect,
     file_upload_body,
     limit_body,
     optional_actor,
@@ -215,9 +216,10 @@ def build_db_router(
         """Load CSV data back, checked against the models, in one transaction.
 
         The body (multipart, field ``file``: an export zip, or one CSV file) is read only once
-        the route's guards let the request in.
+        the route's guards let the request in. A client that goes away stops the import; it is
+        rolled back.
         """
-        async with uploaded_file(request) as upload:
+        async with uploaded_file(request) as upload, cancelled_on_disconnect(request) as gone:
             return await run_in_threadpool(
                 importer.import_upload,
                 upload,
@@ -226,6 +228,7 @@ def build_db_router(
                 mode=mode,
                 dry_run=dry_run,
                 limits=import_limits,
+                cancelled=gone,
             )
 
     async def restore_sqlite(

@@ -8,12 +8,13 @@ measure it: a 10 GB zip bomb or a 1 GB cell is refused after at most a limit's w
 
 from __future__ import annotations
 
+import threading
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TextIO
 
-from storage.errors import PayloadTooLargeError, ValidationError
+from storage.errors import OperationCancelledError, PayloadTooLargeError, ValidationError
 
 __all__ = ["BoundedText", "ImportLimits"]
 
@@ -68,8 +69,9 @@ class BoundedText:
     calls :meth:`row_done` after each record, which also counts it against ``max_rows``.
     """
 
-    def __init__(self, limits: ImportLimits) -> None:
+    def __init__(self, limits: ImportLimits, cancelled: threading.Event | None = None) -> None:
         self.limits = limits
+        self._cancelled = cancelled or threading.Event()
         self.used = 0
         self.rows = 0
         self._record = 0
@@ -79,6 +81,8 @@ class BoundedText:
         limits = self.limits
         self._record = 0
         while line := text.readline(limits.max_line + 1):
+            if self._cancelled.is_set():
+                raise OperationCancelledError(f"{where}: the import was stopped")
             if len(line) > limits.max_line:
                 raise ValidationError(
                     f"{where}: a line is longer than {limits.max_line} characters"

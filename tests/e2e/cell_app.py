@@ -5,7 +5,8 @@ It serves the program routes and the CRUD routes of one model, ``/parts``.
 Configured from the environment, as a deployment would be: ``STORAGE_DATABASE_URL``,
 ``CELL_NAME``, ``PROGRAMS_RUNNER_WHEN_BUSY``, ``PROGRAMS_RUNNER_EXECUTE``,
 ``PROGRAMS_RUNNER_LEASE_TIMEOUT``; ``CELL_APP_LABEL`` names the process in its instance id (a
-label other than the host name makes it look like another machine to the other processes).
+label other than the host name makes it look like another machine to the other processes);
+``CELL_APP_TOKEN``, when set, is the bearer token every write and admin route requires.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import argparse
 import os
 
 import uvicorn
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Header, HTTPException
 from sqlmodel import Field, SQLModel
 
 from programs import RunnerConfig, setup
 from storage import ModelAccessor, bootstrap
+from storage.http import RouteAuth
 
 
 class Part(SQLModel, table=True):
@@ -27,16 +29,29 @@ class Part(SQLModel, table=True):
     count: int = 0
 
 
+def token_auth(token: str) -> RouteAuth:
+    """Writes (and, so, the admin routes) need ``Authorization: Bearer <token>``."""
+
+    def bearer(authorization: str = Header(default="")) -> None:
+        if authorization != f"Bearer {token}":
+            raise HTTPException(status_code=401, detail="a valid bearer token is required")
+
+    return RouteAuth(write=[Depends(bearer)])
+
+
 def create_app() -> FastAPI:
     app = FastAPI()
+    token = os.environ.get("CELL_APP_TOKEN")
+    auth = token_auth(token) if token else None
     bootstrap(
         app,
         accessors=[ModelAccessor(Part, "parts")],
         database_url=os.environ["STORAGE_DATABASE_URL"],
         max_records_per_model=None,
+        auth=auth,
     )
     config = RunnerConfig.from_env(name=os.environ.get("CELL_APP_LABEL") or None)
-    setup(app, "support.cell_programs", runner=config)
+    setup(app, "support.cell_programs", runner=config, auth=auth)
     return app
 
 

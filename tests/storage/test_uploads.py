@@ -4,12 +4,13 @@ refused while the data streams in, with bounded memory, and the database stays a
 from __future__ import annotations
 
 import io
+import threading
 import tracemalloc
 import zipfile
 
 import pytest
 
-from storage.errors import PayloadTooLargeError, ValidationError
+from storage.errors import OperationCancelledError, PayloadTooLargeError, ValidationError
 from storage.importer import import_upload
 from storage.uploads import ImportLimits
 from support.dataset import seed, table_rows
@@ -96,6 +97,30 @@ def test_a_giant_cell_is_refused_with_bounded_memory(backend: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 16 << 20, f"peak {peak >> 20} MiB for a 1 MiB line limit"
+
+
+class CancelMidway(io.BytesIO):
+    """An upload whose client goes away once half of it has been read."""
+
+    def __init__(self, data: bytes, cancelled: threading.Event) -> None:
+        super().__init__(data)
+        self.cancelled = cancelled
+
+    def read1(self, size: int | None = -1) -> bytes:
+        if self.tell() > len(self.getbuffer()) // 2:
+            self.cancelled.set()
+        return super().read1(size)
+
+
+def test_an_import_whose_client_went_away_stops_and_keeps_nothing(backend: str) -> None:
+    seed()
+    before = table_rows()
+    cancelled = threading.Event()
+    upload = CancelMidway(b"name\n" + b"Ada\n" * 100_000, cancelled)
+    with pytest.raises(OperationCancelledError, match="table user: the import was stopped"):
+        import_upload(upload, table="user", actor="tester", cancelled=cancelled)
+    assert upload.tell() < len(upload.getbuffer()), "it read the whole upload"
+    assert table_rows() == before
 
 
 def test_within_the_limits_it_imports(backend: str) -> None:
