@@ -172,7 +172,7 @@ def build_db_router(
         responses={200: {"content": {"image/svg+xml": {}}}},
     )
     def diagram_svg() -> Response:
-        """The schema as an SVG diagram; 503 with an install hint when Graphviz is missing."""
+        """The schema as an SVG diagram; 503 with an install hint when no dot program is found."""
         return Response(diagram.render_svg(), media_type="image/svg+xml")
 
     @router.get(
