@@ -74,6 +74,7 @@ def bootstrap(
     runner: Any = True,
     extensions: Iterable[Callable[[FastAPI | None], None]] = (),
     sqlite_synchronous: str | None = None,
+    offline_docs: bool = True,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -96,6 +97,10 @@ def bootstrap(
         sqlite_synchronous: SQLite's ``PRAGMA synchronous``; the default ``"FULL"`` makes each
             acknowledged commit survive a power cut, ``"NORMAL"`` is faster (see
             :class:`storage.database.Database`).
+        offline_docs: serve the app's ``/docs`` and ``/redoc`` pages with Swagger UI and ReDoc
+            from the installed package, so they work without internet (see
+            :func:`storage.apidocs.serve_docs_offline`); ``False`` leaves FastAPI's pages, which
+            load them from a CDN.
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
@@ -128,9 +133,12 @@ def bootstrap(
         extension(app)
     if app is None:
         return
+    from storage.apidocs import serve_docs_offline
     from storage.router_database import build_db_router
     from storage.router_model import build_crud_router
 
+    if offline_docs:
+        serve_docs_offline(app)
     for accessor in accessors:
         app.include_router(
             build_crud_router(accessor, max_records=max_records_per_model, **router_options)

@@ -8,15 +8,10 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 
-import pytest
+from support.servers import ROOT, Server, free_port, machine_app
 
-from support.servers import ROOT, Server, free_port, server_process
-
-CHROMIUM = Path("/usr/bin/chromium")
 ADMIN = {"X-User": "admin"}
 DOC = (ROOT / "docs" / "live.md").read_text()
 
@@ -30,12 +25,6 @@ def test_the_doc_shows_the_example_files_as_they_are() -> None:
     follower = (ROOT / "examples" / "follow_changes.py").read_text()
     python = blocks("python")
     assert python and all(block in follower for block in python[:1])
-
-
-def machine_app(url: str, port: int | None = None) -> AbstractContextManager[Server]:
-    env = {"STORAGE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
-    args = ["-m", "examples.machine_app"]
-    return server_process(args, env=env, ready_path="/db/health", port=port)
 
 
 def add_cell(server: Server, name: str) -> None:
@@ -64,24 +53,6 @@ def test_the_follower_prints_each_write_of_another_process(tmp_path: Path) -> No
                 assert " create workcells 2 admin " in line and "Cell B" in line
             finally:
                 follower.terminate()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (/usr/bin/chromium: Debian's chromium package)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
-        )  # fmt: skip
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def shown(page: object, count: int) -> list[str]:

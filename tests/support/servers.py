@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -101,3 +101,10 @@ def served(args: list[str], *, env: dict[str, str], ready_path: str) -> Iterator
     """Run ``python *args`` (which must take ``--port``) and yield a client once it answers."""
     with server_process(args, env=env, ready_path=ready_path) as server:
         yield server.client
+
+
+def machine_app(url: str, port: int | None = None) -> AbstractContextManager[Server]:
+    """The example machine app (``examples/machine_app.py``) on ``url``'s database."""
+    env = {"STORAGE_DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    args = ["-m", "examples.machine_app"]
+    return server_process(args, env=env, ready_path="/db/health", port=port)
