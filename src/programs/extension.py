@@ -38,7 +38,7 @@ from programs.tables import (
     RunnerInstance,
 )
 from storage import changes, database
-from storage.http import RouteAuth
+from storage.http import ANONYMOUS_ACTOR, RouteAuth
 from storage.migrations import apply_sqlmodel_migrations
 
 if TYPE_CHECKING:
@@ -72,6 +72,9 @@ class ProgramsExtension:
             (:meth:`RunnerConfig.from_env`), a :class:`RunnerConfig` or a :class:`Runner` is
             used as given, ``False`` mounts no run routes. The runner is built when the
             extension is called with an app.
+        default_actor: the audit actor of a change made through ``/api/v2`` by a client that
+            sends no ``X-User`` header (the NOVA program-store clients send none); ``None``
+            requires the header (400 without).
 
     Raises:
         DuplicateTemplateError: two functions use the same template name.
@@ -88,6 +91,7 @@ class ProgramsExtension:
         create_tables: bool = True,
         sync: bool = True,
         runner: Runner | RunnerConfig | bool = True,
+        default_actor: str | None = ANONYMOUS_ACTOR,
     ) -> None:
         self.store = _store(source, entry_points=entry_points)
         self._runner_choice = runner
@@ -98,6 +102,7 @@ class ProgramsExtension:
         self.backup_dir = backup_dir
         self.create_tables = create_tables
         self.sync = sync
+        self.default_actor = default_actor
 
     def __call__(self, app: FastAPI | None) -> None:
         """Prepare the tables, sync, and mount the routes on ``app`` (when there is one).
@@ -114,7 +119,11 @@ class ProgramsExtension:
             self.store.sync()
         if app is not None:
             router = build_programs_router(
-                self.store, prefix=self.prefix, auth=self.auth, backup_dir=self.backup_dir
+                self.store,
+                prefix=self.prefix,
+                auth=self.auth,
+                backup_dir=self.backup_dir,
+                default_actor=self.default_actor,
             )
             app.include_router(router)
             if self.sync:
@@ -123,7 +132,12 @@ class ProgramsExtension:
             if self.runner is None:
                 self.runner = _runner(self._runner_choice, self.store)
             if self.runner is not None:
-                runs = build_runs_router(self.runner, prefix=self.prefix, auth=self.auth)
+                runs = build_runs_router(
+                    self.runner,
+                    prefix=self.prefix,
+                    auth=self.auth,
+                    default_actor=self.default_actor,
+                )
                 app.include_router(runs)  # its lifespan starts and stops the runner
                 app.state.runner = self.runner
 

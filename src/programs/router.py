@@ -13,7 +13,9 @@ Routes, under ``/api/v2`` by default::
     GET    /database/stats                    rows per table, size, invalid programs
     POST   /database/backup                   a consistent SQLite snapshot on the server (201)
 
-Mutations need the ``X-User`` header (400 without), which is the audit actor. Errors map to
+The ``X-User`` header names the audit actor of a change; clients that send none (as the NOVA
+program-store clients do) are recorded as ``default_actor``, ``"anonymous"`` unless the app
+requires the header. Errors map to
 status codes in :class:`storage.http.StorageRoute`, as in every other router.
 """
 
@@ -24,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
+import fastapi
 from fastapi import APIRouter, Header, Path, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
@@ -47,11 +50,10 @@ from storage import database
 from storage.accessor import ModelAccessor
 from storage.errors import PreconditionFailedError
 from storage.etags import etag_of, if_match, if_none_match
-from storage.http import RouteAuth, StorageRoute, require_actor
+from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
 
 __all__ = ["build_programs_router"]
 
-Actor = Annotated[str, Depends(require_actor)]
 ProgramName = Annotated[
     str, Path(min_length=1, max_length=NAME_LENGTH, description="The program's name.")
 ]
@@ -84,6 +86,7 @@ def build_programs_router(
     auth: RouteAuth | None = None,
     backup_dir: str | os.PathLike[str] | None = None,
     tags: list[str] | None = None,
+    default_actor: str | None = ANONYMOUS_ACTOR,
 ) -> APIRouter:
     """The program store's routes (see the module docstring).
 
@@ -95,11 +98,14 @@ def build_programs_router(
         backup_dir: where ``POST /database/backup`` writes; default ``backups/`` next to a
             SQLite file, else in the working directory.
         tags: OpenAPI tags; default ``["programs"]``.
+        default_actor: the audit actor of a change whose client sends no ``X-User`` (the NOVA
+            program-store clients send none); ``None`` requires the header (400 without).
     """
     store = source if isinstance(source, ProgramStore) else ProgramStore(source)
     guard = auth or RouteAuth()
     router = APIRouter(prefix=prefix, tags=list(tags or ["programs"]), route_class=StorageRoute)
     reads, writes, admin = list(guard.read), list(guard.write), guard.admin_guards
+    who = actor_dependency(default_actor)
 
     @router.get("/program-templates", dependencies=reads)
     def list_program_templates() -> list[TemplateRead]:
@@ -152,7 +158,10 @@ def build_programs_router(
         responses=_responses(400, 404, 409, 422),
     )
     def create_program(
-        request: Request, program_name: ProgramName, body: ProgramCreate, actor: Actor
+        request: Request,
+        program_name: ProgramName,
+        body: ProgramCreate,
+        actor: str = fastapi.Depends(who),
     ) -> Response:
         """Create a program from a template; ``data`` is validated against its model."""
         with _field_errors():
@@ -170,8 +179,8 @@ def build_programs_router(
     def update_program(
         program_name: ProgramName,
         body: ProgramUpdate,
-        actor: Actor,
         if_match_header: IfMatch = None,
+        actor: str = fastapi.Depends(who),
     ) -> Response:
         """Replace a program's data (and optionally its template); validated like create."""
         with _field_errors(), database.transaction():
@@ -189,7 +198,9 @@ def build_programs_router(
         responses=_responses(400, 404, 412),
     )
     def delete_program(
-        program_name: ProgramName, actor: Actor, if_match_header: IfMatch = None
+        program_name: ProgramName,
+        if_match_header: IfMatch = None,
+        actor: str = fastapi.Depends(who),
     ) -> Response:
         """Delete a program instance."""
         with database.transaction():
@@ -203,8 +214,13 @@ def build_programs_router(
         (invalid programs, unavailable templates, modules that failed to load)."""
         return maintenance.database_stats(store.registry.problems)
 
-    @router.post("/database/backup", dependencies=admin, status_code=201, responses=_responses(400))
-    def backup_database(actor: Actor) -> BackupInfo:
+    @router.post(
+        "/database/backup",
+        dependencies=[*admin, Depends(who)],
+        status_code=201,
+        responses=_responses(400),
+    )
+    def backup_database() -> BackupInfo:
         """Write a consistent snapshot of the database (a SQLite file) on the server."""
         return maintenance.write_backup(backup_dir)
 

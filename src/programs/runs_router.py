@@ -14,8 +14,9 @@ Routes, under ``/api/v2`` by default::
 Every route works on every process of the cell, whichever process executes the run. Lists
 take ``status`` (repeatable), ``limit`` and ``offset``; the total is in ``X-Total-Count``; they
 leave out the output, the logs and the traceback (``GET /runs/{run_id}`` has them).
-Starting and stopping need the ``X-User`` header (400 without): the audit actor, stored as
-``started_by``/``stopped_by``. The router's lifespan starts and stops the runner, so mounting
+The ``X-User`` header of a start or stop is its audit actor, stored as ``started_by`` /
+``stopped_by``; without it the router's ``default_actor`` (``"anonymous"``, or a 400 when the app
+requires the header). The router's lifespan starts and stops the runner, so mounting
 it with ``app.include_router`` is all the wiring an app needs.
 """
 
@@ -28,7 +29,6 @@ from typing import Annotated, Any, Literal
 import anyio
 import fastapi
 from fastapi import APIRouter, Path, Query, Request, Response
-from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
@@ -37,7 +37,7 @@ from programs.run_events import RunEvents
 from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.feed import get_feed
-from storage.http import RouteAuth, StorageRoute, require_actor
+from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
 from storage.streams import (
     EventStreamResponse,
     Follow,
@@ -50,7 +50,6 @@ from storage.streams import (
 
 __all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 
-Actor = Annotated[str, Depends(require_actor)]
 ProgramName = Annotated[
     str, Path(min_length=1, max_length=NAME_LENGTH, description="The program's name.")
 ]
@@ -137,6 +136,7 @@ def build_runs_router(
     auth: RouteAuth | None = None,
     default_limit: int = 50,
     tags: list[str] | None = None,
+    default_actor: str | None = ANONYMOUS_ACTOR,
 ) -> APIRouter:
     """The run routes of ``runner`` (see the module docstring); its lifespan runs the runner.
 
@@ -146,6 +146,8 @@ def build_runs_router(
         auth: ``read`` guards the GET routes, ``write`` starting and stopping.
         default_limit: runs per page when ``limit`` is not given (at most 500 are accepted).
         tags: OpenAPI tags; default ``["program runs"]``.
+        default_actor: who starts or stops a run when the client sends no ``X-User``;
+            ``None`` requires the header (400 without).
     """
     guard = auth or RouteAuth()
     router = APIRouter(
@@ -155,6 +157,7 @@ def build_runs_router(
         lifespan=runner.lifespan,
     )
     reads, writes = list(guard.read), list(guard.write)
+    who = actor_dependency(default_actor)
 
     @router.post(
         "/programs/{program_name}/runs",
@@ -163,7 +166,9 @@ def build_runs_router(
         response_model=RunRead,
         responses=_responses(400, 404, 409, 422),
     )
-    async def start_run(request: Request, program_name: ProgramName, actor: Actor) -> Response:
+    async def start_run(
+        request: Request, program_name: ProgramName, actor: str = fastapi.Depends(who)
+    ) -> Response:
         """Start a run of the program with its stored parameters; it runs in the background."""
         run = await runner.start_run(program_name, actor=actor)
         location = str(request.url_for("get_run", run_id=run.id))
@@ -258,7 +263,7 @@ def build_runs_router(
         response_model=RunRead,
         responses=_responses(200, 202, 400, 404, 409),
     )
-    async def stop_run(run_id: RunId, actor: Actor) -> Response:
+    async def stop_run(run_id: RunId, actor: str = fastapi.Depends(who)) -> Response:
         """Stop a run: a queued run is cancelled at once; a running one is cancelled and the
         answer waits a moment for it to end (202 when it has not yet)."""
         run, ended = await runner.stop_run(run_id, actor=actor)

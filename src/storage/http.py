@@ -44,8 +44,10 @@ __all__ = [
     "MAX_ACTOR_LENGTH",
     "MAX_OFFSET",
     "STATUS_BY_ERROR",
+    "ANONYMOUS_ACTOR",
     "RouteAuth",
     "StorageRoute",
+    "actor_dependency",
     "authenticated_actor",
     "cancelled_on_disconnect",
     "error_response",
@@ -194,22 +196,36 @@ ANONYMOUS_ACTOR = "anonymous"
 MAX_OFFSET = 2**63 - 1
 
 
-def optional_actor(
-    request: Request,
-    x_user: Annotated[
-        str | None,
-        Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
-    ] = None,
-) -> str:
-    """FastAPI dependency: the authenticated identity (see :func:`require_actor`), else the
-    ``X-User`` header, else ``"anonymous"``.
+def actor_dependency(default: str | None) -> Callable[..., str]:
+    """The actor dependency of routes whose clients may send no ``X-User``: the authenticated
+    identity, else the header, else ``default``; ``default=None`` requires the header
+    (:func:`require_actor`).
 
-    For the routes vention-storage clients already call without the header (``/db/restore``).
+    Raises:
+        ValidationError: ``default`` is blank or longer than :data:`MAX_ACTOR_LENGTH`.
     """
-    identity = authenticated_actor(request)
-    if identity is not None:
-        return identity
-    return _checked_actor(x_user.strip()) if x_user and x_user.strip() else ANONYMOUS_ACTOR
+    if default is None:
+        return require_actor
+    if not default.strip():
+        raise ValidationError("the default actor must not be blank")
+    fallback = _checked_actor(default.strip())
+
+    def actor_or_default(
+        request: Request,
+        # A default, not an annotation: annotations are resolved in the module, not here.
+        x_user: str | None = Header(
+            default=None,
+            alias="X-User",
+            description=f"Who makes the change; recorded in the audit log ({fallback!r} "
+            "when left out).",
+        ),
+    ) -> str:
+        identity = authenticated_actor(request)
+        if identity is not None:
+            return identity
+        return _checked_actor(x_user.strip()) if x_user and x_user.strip() else fallback
+
+    return actor_or_default
 
 
 MAX_ACTOR_LENGTH = 200
@@ -221,6 +237,12 @@ def _checked_actor(actor: str) -> str:
     if len(actor) > MAX_ACTOR_LENGTH:
         raise ValidationError(f"the X-User header is longer than {MAX_ACTOR_LENGTH} characters")
     return actor
+
+
+optional_actor = actor_dependency(ANONYMOUS_ACTOR)
+"""FastAPI dependency: the authenticated identity (see :func:`require_actor`), else the
+``X-User`` header, else ``"anonymous"``: for the routes vention-storage clients already call
+without the header (``/db/restore``)."""
 
 
 @dataclass(frozen=True)

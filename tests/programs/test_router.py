@@ -11,7 +11,7 @@ from fastapi import FastAPI, HTTPException
 from fastapi.params import Depends
 from sqlalchemy import select
 
-from programs import ProgramRegistry, ProgramStore, build_programs_router
+from programs import ProgramRegistry, ProgramStore, build_programs_router, setup
 from storage import database
 from storage.auditor import AuditLog
 from storage.http import RouteAuth
@@ -77,7 +77,6 @@ def test_create_then_read_back(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("name", "body", "headers", "status"),
     [
-        pytest.param("x", {"template_name": "weld", "data": SEAM}, {}, 400, id="no-x-user"),
         pytest.param("x", {"template_name": "nope", "data": SEAM}, ADA, 404, id="no-template"),
         pytest.param("taken", {"template_name": "weld", "data": SEAM}, ADA, 409, id="taken"),
         pytest.param("x", {"template_name": "weld", "data": {}}, ADA, 422, id="missing-field"),
@@ -172,7 +171,6 @@ def test_update_can_switch_template(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("name", "body", "headers", "status"),
     [
-        pytest.param("seam_1", {"data": SEAM}, {}, 400, id="no-x-user"),
         pytest.param("nope", {"data": SEAM}, ADA, 404, id="no-program"),
         pytest.param("seam_1", {"data": SEAM, "template_name": "nope"}, ADA, 404,
                      id="no-template"),
@@ -191,9 +189,61 @@ def test_update_errors(
     assert client.get(f"{API}/programs/seam_1").json() == before
 
 
+# -- the actor: seed 000 clients send no X-User ------------------------------------------------
+
+
+def instance_actors() -> list[str]:
+    column = AuditLog.component
+    with database.read_session() as session:
+        rows = session.scalars(
+            select(AuditLog.actor).where(column == "program_instances").order_by(AuditLog.id)  # type: ignore[arg-type]
+        )
+        return list(rows)
+
+
+def test_writes_without_x_user_are_recorded_as_the_default_actor(client: TestClient) -> None:
+    body = {"template_name": "weld", "data": SEAM}
+    assert client.post(f"{API}/programs/seam_1", json=body).status_code == 201
+    update = client.put(f"{API}/programs/seam_1", json={"data": {**SEAM, "passes": 2}})
+    assert update.status_code == 200
+    assert client.post(f"{API}/database/backup").status_code == 201
+    assert client.delete(f"{API}/programs/seam_1").status_code == 204
+    create(client, "seam_2")
+    assert instance_actors() == ["anonymous", "anonymous", "anonymous", "ada"]
+
+
+def test_the_default_actor_is_configurable(store: ProgramStore, tmp_path: Path) -> None:
+    app = FastAPI()
+    setup(app, store, backup_dir=tmp_path, default_actor="panel line 3")
+    client = TestClient(app)
+    body = {"template_name": "weld", "data": SEAM}
+    assert client.post(f"{API}/programs/seam_1", json=body).status_code == 201
+    assert instance_actors() == ["panel line 3"]
+
+
+def test_an_app_can_require_x_user(store: ProgramStore, tmp_path: Path) -> None:
+    app = FastAPI()
+    setup(app, store, backup_dir=tmp_path / "backups", default_actor=None)
+    client = TestClient(app)
+    create(client)
+    requests = [
+        ("POST", "/programs/seam_2", {"template_name": "weld", "data": SEAM}),
+        ("PUT", "/programs/seam_1", {"data": SEAM}),
+        ("DELETE", "/programs/seam_1", None),
+        ("POST", "/database/backup", None),
+    ]
+    for method, path, body in requests:
+        response = client.request(method, f"{API}{path}", json=body)
+        assert (response.status_code, response.json()) == (
+            400,
+            {"detail": "the X-User header is required"},
+        ), path
+    assert instance_actors() == ["ada"]
+    assert not (tmp_path / "backups").exists(), "a backup was written"
+
+
 def test_delete(client: TestClient) -> None:
     etag = create(client).headers["ETag"]
-    assert client.delete(f"{API}/programs/seam_1").status_code == 400
     stale = client.delete(f"{API}/programs/seam_1", headers={**ADA, "If-Match": '"old"'})
     assert stale.status_code == 412
     response = client.delete(f"{API}/programs/seam_1", headers={**ADA, "If-Match": etag})
@@ -260,7 +310,6 @@ def test_stats_show_modules_that_failed_to_load(store: ProgramStore) -> None:
 
 def test_backup_writes_a_consistent_sqlite_snapshot(client: TestClient, tmp_path: Path) -> None:
     create(client)
-    assert client.post(f"{API}/database/backup").status_code == 400
     first = client.post(f"{API}/database/backup", headers=ADA)
     second = client.post(f"{API}/database/backup", headers=ADA)
     assert (first.status_code, second.status_code) == (201, 201)
