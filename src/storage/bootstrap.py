@@ -134,11 +134,13 @@ def bootstrap(
     if app is None:
         return
     from storage.apidocs import serve_docs_offline
+    from storage.http import method_not_allowed
     from storage.router_database import build_db_router
     from storage.router_model import build_crud_router
 
     if offline_docs:
         serve_docs_offline(app)
+    app.add_exception_handler(405, method_not_allowed)
     for accessor in accessors:
         app.include_router(
             build_crud_router(accessor, max_records=max_records_per_model, **router_options)

@@ -17,13 +17,17 @@ from dataclasses import dataclass, field
 from typing import IO, Annotated, Any
 
 from fastapi import Header, HTTPException, Request, Response
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile as StarletteUploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
+from starlette.routing import Match
 from starlette.types import Message, Receive
 
 from storage.errors import (
@@ -45,14 +49,18 @@ __all__ = [
     "MAX_OFFSET",
     "STATUS_BY_ERROR",
     "ANONYMOUS_ACTOR",
+    "ErrorBody",
     "RouteAuth",
     "StorageRoute",
+    "ValidationErrorBody",
+    "ValidationIssue",
     "actor_dependency",
     "authenticated_actor",
     "cancelled_on_disconnect",
     "error_response",
     "file_upload_body",
     "limit_body",
+    "method_not_allowed",
     "require_local_client",
     "uploaded_file",
     "optional_actor",
@@ -89,8 +97,51 @@ def error_response(exc: StorageError) -> JSONResponse:
     return JSONResponse({"detail": "internal database error"}, status_code=500)
 
 
+class ErrorBody(BaseModel):
+    """The body of every error answer: what went wrong, in words."""
+
+    detail: str = Field(description="What went wrong; never SQL text, bound values or a long echo.")
+
+
+class ValidationIssue(BaseModel):
+    """One field of a request that failed validation, as FastAPI reports it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int] = Field(description="Where: the part of the request, then the field.")
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    """The body of a 422: one message, or one entry per field that failed validation."""
+
+    detail: str | list[ValidationIssue]
+
+
 class StorageRoute(APIRoute):
-    """An ``APIRoute`` that turns storage errors into their HTTP responses."""
+    """An ``APIRoute`` that turns storage errors into their HTTP responses, and documents the
+    body of each error status it declares (``{"detail": ...}``, :class:`ErrorBody`; for 422
+    :class:`ValidationErrorBody`)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        responses = dict(kwargs.get("responses") or {})
+        for code, response in responses.items():
+            if (
+                str(code).isdigit()
+                and int(code) >= 400
+                and not {"model", "content"} & set(response)
+            ):
+                responses[code] = {**response, "model": _error_model(int(code))}
+        added = 422 not in responses and "422" not in responses
+        if added:
+            responses[422] = {"description": "Validation Error", "model": ValidationErrorBody}
+        kwargs["responses"] = responses
+        super().__init__(path, endpoint, **kwargs)
+        if added and not (self.body_field or get_flat_params(self.dependant)):
+            # Nothing to validate: FastAPI would not document a 422 either.
+            self.responses.pop(422)
+            self.response_fields.pop(422, None)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -109,6 +160,34 @@ class StorageRoute(APIRoute):
                 return Response(body, status_code=422, media_type="application/json")
 
         return handle
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def method_not_allowed(request: Request, exc: Exception) -> Response:
+    """The 405 answer, with an ``Allow`` header listing every method the path takes (FastAPI
+    routes each method of a path separately, so Starlette's own names only one route's).
+
+    Register it with ``app.add_exception_handler(405, method_not_allowed)`` (``bootstrap``
+    does)."""
+    routes = request.app.router.routes
+    methods = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return JSONResponse(
+        {"detail": "Method Not Allowed"},
+        status_code=405,
+        headers={"Allow": ", ".join(methods)},
+    )
+
+
+def _error_model(status: int) -> type[BaseModel]:
+    return ValidationErrorBody if status == 422 else ErrorBody
 
 
 def _encodable(errors: Sequence[Any]) -> bool:
@@ -331,7 +410,10 @@ async def uploaded_file(request: Request, field: str = "file") -> AsyncIterator[
     """
     try:
         form = await request.form(max_files=1, max_fields=16)
-    except (MultiPartException, AssertionError) as exc:
+    except (MultiPartException, AssertionError, StarletteHTTPException) as exc:
+        # Starlette reports a malformed body as a 400 ``HTTPException`` inside an app.
+        if isinstance(exc, StarletteHTTPException) and exc.status_code != 400:
+            raise
         raise ValidationError(
             f"send the file as multipart/form-data, in the field {field!r}"
         ) from exc

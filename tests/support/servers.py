@@ -7,10 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -28,9 +30,12 @@ def free_port() -> int:
 class Server:
     """A server process and a client for it."""
 
-    def __init__(self, process: subprocess.Popen[str], client: httpx.Client) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], client: httpx.Client, log: IO[str]
+    ) -> None:
         self.process = process
         self.client = client
+        self._log = log
 
     def kill(self) -> None:
         """``kill -9``: the process ends at once, nothing of its shutdown runs."""
@@ -43,10 +48,10 @@ class Server:
         self.process.wait(timeout=30)
 
     def output(self) -> str:
-        """What the process printed (once it has ended)."""
-        if self.process.poll() is None or self.process.stdout is None:
-            return ""
-        return self.process.stdout.read()
+        """What the process printed so far."""
+        self._log.flush()
+        self._log.seek(0)
+        return self._log.read()
 
 
 @contextmanager
@@ -56,32 +61,29 @@ def server_process(
     """Run ``python *args --port PORT`` and yield it once ``ready_path`` answers 200
     (``ready_path=None``: at once, for processes that serve no HTTP and take no port).
 
-    The process's output is kept and shown when it does not come up within 30 s.
+    The process's output goes to a file (a pipe nobody reads would fill and stop the process)
+    and is shown when it does not come up within 30 s.
     """
     port = port or free_port()
     command = [sys.executable, *args] + (["--port", str(port)] if ready_path else [])
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            if ready_path is not None:
-                _wait_until_ready(process, client, ready_path)
-            yield Server(process, client)
-    finally:
-        if process.poll() is None:
-            process.terminate()
-            process.wait(timeout=30)
-        if process.stdout is not None:
-            process.stdout.close()
+    with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
+        process = subprocess.Popen(
+            command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
+        )
+        server = Server(process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10), log)
+        try:
+            with server.client:
+                if ready_path is not None:
+                    _wait_until_ready(server, ready_path)
+                yield server
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
 
 
-def _wait_until_ready(process: subprocess.Popen[str], client: httpx.Client, path: str) -> None:
+def _wait_until_ready(server: Server, path: str) -> None:
+    process, client = server.process, server.client
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -91,8 +93,8 @@ def _wait_until_ready(process: subprocess.Popen[str], client: httpx.Client, path
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            output = process.communicate()[0]
-            raise RuntimeError(f"the server did not come up:\n{output}")
+            process.wait()
+            raise RuntimeError(f"the server did not come up:\n{server.output()}")
         time.sleep(0.1)
 
 
