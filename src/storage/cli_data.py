@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from storage import backup, database, export, importer, restore
+from storage.auditor import AuditLog
 from storage.cli_common import (
     AppOption,
     CommandFailed,
@@ -162,7 +163,7 @@ def restore_command(
     """
     open_database(db_url, must_exist=not (app or models))
     source = load_tables(app, models)
-    if source == "database" and set(SQLModel.metadata.tables) <= {"audit_log"}:
+    if source == "database" and set(SQLModel.metadata.tables) <= {AuditLog.__tablename__}:
         raise CommandFailed(
             "the target database has no tables to restore into; pass --app or --models "
             "so that they can be created"
