@@ -4,6 +4,7 @@ auto-migrations."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from datetime import datetime
@@ -216,6 +217,8 @@ async def _follow(
             done, _ = await asyncio.wait({following, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if following not in done:
                 following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following  # the generator is closed only once it stops running
                 return
             event = following.result()
             if (actor is None or event.actor == actor) and (
