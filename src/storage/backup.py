@@ -2,9 +2,11 @@
 
 On SQLite the snapshot comes from SQLite's online backup API: pages are copied from a pooled
 connection in one step, so the file is one consistent state even while writers carry on (WAL),
-and none of the app's connections is closed. On PostgreSQL, MySQL and MariaDB the app's tables
-are created in a new SQLite file from the models' metadata and their rows copied in batches
-inside one ``REPEATABLE READ`` transaction, which yields the same kind of file. Either file can
+and none of the app's connections is closed. On PostgreSQL, MySQL and MariaDB every table of
+the database is created in a new SQLite file (as the models define it, or as reflected from the
+database when no imported model defines it) and its rows copied in batches inside one
+``REPEATABLE READ`` transaction, which yields the same kind of file: a whole-database copy,
+whichever models the process that takes it has imported. Either file can
 be restored on any backend (see :mod:`storage.restore`).
 
 Memory stays flat: SQLite copies page by page, the other backends stream rows in batches.
@@ -27,6 +29,7 @@ from sqlmodel import SQLModel
 
 from storage import database
 from storage.errors import StorageError
+from storage.reflection import database_tables
 
 __all__ = [
     "BATCH_SIZE",
@@ -46,8 +49,9 @@ def write_snapshot(path: str | os.PathLike[str], *, metadata: MetaData | None = 
 
     Args:
         path: where to write; the file must not exist yet.
-        metadata: the tables to copy from PostgreSQL/MySQL (default ``SQLModel.metadata``);
-            a SQLite snapshot holds the whole database file.
+        metadata: copy only these tables from PostgreSQL/MySQL; default every table of the
+            database (see :func:`storage.reflection.database_tables`). A SQLite snapshot
+            always holds the whole database file.
 
     Raises:
         StorageError: the database could not be read.
@@ -56,7 +60,7 @@ def write_snapshot(path: str | os.PathLike[str], *, metadata: MetaData | None = 
     if db.is_sqlite:
         _backup_sqlite(Path(path))
     else:
-        _copy_to_sqlite(Path(path), metadata or SQLModel.metadata)
+        _copy_to_sqlite(Path(path), metadata)
 
 
 def open_snapshot(*, metadata: MetaData | None = None) -> IO[bytes]:
@@ -93,12 +97,18 @@ def _backup_sqlite(path: Path) -> None:
         target.close()
 
 
-def _copy_to_sqlite(path: Path, metadata: MetaData) -> None:
+def _copy_to_sqlite(path: Path, metadata: MetaData | None) -> None:
     target_engine = sqlite_file_engine(path)
     try:
         with database.get_database().snapshot_read() as source:
-            tables = existing_tables(source, metadata)
-            metadata.create_all(target_engine, tables=tables)
+            if metadata is None:
+                # The database's own catalogue, not SQLModel.metadata: a script that imports
+                # no models (a cron backup) would otherwise copy the audit log alone.
+                tables = database_tables(source, SQLModel.metadata)
+            else:
+                tables = existing_tables(source, metadata)
+            for table in tables:
+                table.create(target_engine)
             with target_engine.begin() as target:
                 copy_rows(source, target, tables)
     finally:

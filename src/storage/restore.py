@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, Table, delete, insert
+from sqlalchemy import Connection, MetaData, Table, delete, insert
 from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
 
@@ -65,6 +65,7 @@ def restore_upload(
     max_bytes: int | None = None,
     integrity_check: bool = True,
     dry_run: bool = False,
+    metadata: MetaData | None = None,
 ) -> RestoreSummary:
     """Check an uploaded snapshot and, unless ``dry_run``, restore it into the default database.
 
@@ -74,6 +75,8 @@ def restore_upload(
         max_bytes: refuse files larger than this.
         integrity_check: run ``PRAGMA integrity_check`` on the file first.
         dry_run: check only; the live database is not touched.
+        metadata: the app's tables, which the file must hold and which are replaced; default
+            ``SQLModel.metadata``.
 
     Raises:
         PayloadTooLargeError: the file is larger than ``max_bytes``.
@@ -83,7 +86,8 @@ def restore_upload(
     with tempfile.TemporaryDirectory(prefix=_temp_prefix(), ignore_cleanup_errors=True) as tmp:
         path = Path(tmp) / "upload.sqlite"
         size = save_upload(upload, path, max_bytes=max_bytes)
-        tables = check_snapshot(path, integrity_check=integrity_check)
+        metadata = metadata if metadata is not None else SQLModel.metadata
+        tables = check_snapshot(path, integrity_check=integrity_check, metadata=metadata)
         summary = RestoreSummary(restored=not dry_run, dry_run=dry_run, bytes=size, tables=tables)
         if not dry_run:
             record = audit_row(
@@ -96,7 +100,7 @@ def restore_upload(
             if database.get_database().is_sqlite:
                 _restore_sqlite(path, record)
             else:
-                _restore_server(path, record)
+                _restore_server(path, record, metadata)
     if not dry_run:
         changes.notify_database_restored()
     return summary
@@ -182,8 +186,8 @@ def _write_audit_row(path: Path, record: dict[str, Any]) -> None:
         engine.dispose()
 
 
-def _restore_server(path: Path, record: dict[str, Any]) -> None:
-    tables = SQLModel.metadata.sorted_tables
+def _restore_server(path: Path, record: dict[str, Any], metadata: MetaData) -> None:
+    tables = metadata.sorted_tables
     source_engine = sqlite_file_engine(path)
     try:
         with source_engine.connect() as source, database.transaction() as session:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, create_engine
+from sqlalchemy import JSON, MetaData, create_engine
 from sqlmodel import SQLModel
 
 from storage.errors import RestoreError
@@ -24,8 +24,15 @@ __all__ = ["SQLITE_HEADER", "check_snapshot", "open_snapshot_file", "quote"]
 SQLITE_HEADER = b"SQLite format 3\x00"
 
 
-def check_snapshot(path: Path, *, integrity_check: bool = True) -> dict[str, int]:
+def check_snapshot(
+    path: Path, *, integrity_check: bool = True, metadata: MetaData | None = None
+) -> dict[str, int]:
     """Check that ``path`` is a sound SQLite file with the app's tables; count their rows.
+
+    Args:
+        path: the SQLite file.
+        integrity_check: run ``PRAGMA integrity_check`` (else ``quick_check``).
+        metadata: the app's tables; default ``SQLModel.metadata``.
 
     Raises:
         RestoreError: it is not SQLite, is truncated or corrupt, or lacks tables or columns.
@@ -42,10 +49,9 @@ def check_snapshot(path: Path, *, integrity_check: bool = True) -> dict[str, int
         problems = [row[0] for row in connection.execute(f"PRAGMA {check}")]
         if problems != ["ok"]:
             raise RestoreError(f"the SQLite file is corrupt: {'; '.join(problems[:5])}")
-        _check_schema(connection)
-        return {
-            table.name: _count(connection, table.name) for table in SQLModel.metadata.sorted_tables
-        }
+        metadata = metadata if metadata is not None else SQLModel.metadata
+        _check_schema(connection, metadata)
+        return {table.name: _count(connection, table.name) for table in metadata.sorted_tables}
     except sqlite3.DatabaseError as exc:
         raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
     finally:
@@ -91,9 +97,9 @@ def open_snapshot_file(path: Path) -> sqlite3.Connection:
     return connection
 
 
-def _check_schema(connection: sqlite3.Connection) -> None:
+def _check_schema(connection: sqlite3.Connection, metadata: MetaData) -> None:
     """Refuse a file whose schema is not the app's: data is restored, never code."""
-    expected = _expected_schema()
+    expected = _expected_schema(metadata)
     objects = connection.execute(
         "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
     ).fetchall()
@@ -141,11 +147,11 @@ class _Schema:
     json_columns: tuple[tuple[str, str], ...]
 
 
-def _expected_schema() -> _Schema:
+def _expected_schema(metadata: MetaData) -> _Schema:
     """The app's schema as SQLite lays it out (created from the models in memory)."""
     engine = create_engine("sqlite://")
     try:
-        SQLModel.metadata.create_all(engine)
+        metadata.create_all(engine)
         with engine.connect() as connection:
             raw: Any = connection.connection.driver_connection
             names = raw.execute(
@@ -156,7 +162,7 @@ def _expected_schema() -> _Schema:
         engine.dispose()
     json_columns = tuple(
         (table.name, column.name)
-        for table in SQLModel.metadata.sorted_tables
+        for table in metadata.sorted_tables
         for column in table.columns
         if isinstance(column.type, JSON)
     )

@@ -1,0 +1,70 @@
+"""Running the real ``machine-storage`` entry point in a child process, and comparing the
+databases it worked on."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, select
+from sqlmodel import SQLModel
+
+from storage import database, feed
+
+TESTS = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: float = 120, **options: Any) -> subprocess.CompletedProcess[str]:
+    """``python -m storage.cli ARGS`` with the test models importable (``--models
+    support.models``); returns the finished process."""
+    env = {**os.environ, "PYTHONPATH": str(TESTS)}
+    return subprocess.run(
+        [sys.executable, "-m", "storage.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **options,
+    )
+
+
+def json_out(result: subprocess.CompletedProcess[str]) -> Any:
+    """The JSON a command printed on stdout, after checking that it succeeded."""
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def use_database(url: str) -> None:
+    """Make ``url`` this process's database, with every test table (as an app would)."""
+    importlib.reload(database)
+    database.set_database_url(url)
+    SQLModel.metadata.create_all(database.get_engine())
+
+
+def release_database() -> None:
+    feed.close_all(wait=True)
+    database.get_database().dispose()
+
+
+def dump(url: str, tables: list[str] | None = None) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the test tables in the database at ``url``, in key order."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return {
+                table.name: [
+                    tuple(row)
+                    for row in connection.execute(
+                        select(table).order_by(*table.primary_key.columns)
+                    )
+                ]
+                for table in SQLModel.metadata.sorted_tables
+                if tables is None or table.name in tables
+            }
+    finally:
+        engine.dispose()
