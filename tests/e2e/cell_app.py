@@ -6,7 +6,8 @@ Configured from the environment, as a deployment would be: ``STORAGE_DATABASE_UR
 ``CELL_NAME``, ``PROGRAMS_RUNNER_WHEN_BUSY``, ``PROGRAMS_RUNNER_EXECUTE``,
 ``PROGRAMS_RUNNER_LEASE_TIMEOUT``; ``CELL_APP_LABEL`` names the process in its instance id (a
 label other than the host name makes it look like another machine to the other processes);
-``CELL_APP_TOKEN``, when set, is the bearer token every write and admin route requires.
+``CELL_APP_TOKEN``, when set, is the bearer token every write and admin route requires;
+``CELL_APP_BUSY_TIMEOUT`` the seconds a write waits for the database before its 503.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException
 from sqlmodel import Field, SQLModel
 
 from programs import RunnerConfig, setup
-from storage import ModelAccessor, bootstrap
+from storage import ModelAccessor, bootstrap, database
 from storage.http import RouteAuth
 
 
@@ -43,6 +44,8 @@ def create_app() -> FastAPI:
     app = FastAPI()
     token = os.environ.get("CELL_APP_TOKEN")
     auth = token_auth(token) if token else None
+    if busy_timeout := os.environ.get("CELL_APP_BUSY_TIMEOUT"):
+        database.get_database().set_busy_timeout(float(busy_timeout))
     bootstrap(
         app,
         accessors=[ModelAccessor(Part, "parts")],

@@ -9,6 +9,8 @@ import sqlite3
 import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +33,19 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def server(database_url: str) -> Iterator[Server]:
-    env = {
+def cell_app(database_url: str, **env: str) -> AbstractContextManager[Server]:
+    variables = {
         "STORAGE_DATABASE_URL": database_url,
         "PYTHONPATH": str(ROOT / "tests"),
         "CELL_APP_TOKEN": TOKEN,
+        **env,
     }
-    with server_process(["tests/e2e/cell_app.py"], env=env, ready_path="/db/health") as server:
+    return server_process(["tests/e2e/cell_app.py"], env=variables, ready_path="/db/health")
+
+
+@pytest.fixture
+def server(database_url: str) -> Iterator[Server]:
+    with cell_app(database_url) as server:
         server.client.timeout = httpx.Timeout(120)
         yield server
 
@@ -184,3 +191,28 @@ def test_an_import_stops_when_its_client_goes_away(server: Server) -> None:
     assert fingerprint(server) == before
     response = client.post("/parts/", json={"name": "nut"}, headers=ADMIN)
     assert response.status_code == 201, response.text
+
+
+def test_writers_behind_a_long_import_get_a_503_within_the_bound(tmp_path: Path) -> None:
+    """SQLite has one writer at a time: while an import holds it, other writes wait at most
+    the busy timeout (1 s here), then get a 503 with Retry-After; reads and health answer."""
+    rows = b"name\n" + b"".join(b"part-%d\n" % i for i in range(300_000))
+    with cell_app(f"sqlite:///{tmp_path}/cell.db", CELL_APP_BUSY_TIMEOUT="1") as server:
+        client = server.client
+        client.timeout = httpx.Timeout(120)
+        url = "/db/import?table=part"
+        with ThreadPoolExecutor(1) as pool:
+            importing = pool.submit(client.post, url, files={"file": rows}, headers=ADMIN)
+            busy = None
+            while busy is None and not importing.done():
+                started = time.monotonic()
+                response = client.post("/parts/", json={"name": "nut"}, headers=ADMIN)
+                if response.status_code == 503:
+                    busy, waited = response, time.monotonic() - started
+            assert busy is not None, "the import ended before a writer was held back"
+            assert busy.headers["Retry-After"] == "1"
+            assert waited < 3, f"the writer waited {waited:.1f} s for a 1 s bound"
+            assert client.get("/db/health").status_code == 200
+            assert client.get("/parts/?limit=1").status_code == 200
+            assert importing.result().status_code == 200
+        assert client.post("/parts/", json={"name": "nut"}, headers=ADMIN).status_code == 201
