@@ -267,7 +267,8 @@ class ModelAccessor(HookDecorators[ModelT]):
     def update(self, id: Any, /, *, actor: str = "internal", **fields: Any) -> ModelT | None:
         """Change some fields of a row; ``None`` when it is missing or soft-deleted.
 
-        With no fields it returns the row and writes nothing.
+        With no fields, or values equal to the stored ones, it returns the row and writes
+        nothing: no hook runs, no audit row, no change event.
 
         Raises:
             ValueError: a field is unknown, the primary key or ``deleted_at``; nothing changed.
@@ -282,7 +283,8 @@ class ModelAccessor(HookDecorators[ModelT]):
             before = self._shape.snapshot(obj)
             for name, value in fields.items():
                 setattr(obj, name, value)
-            self._finish_update(session, obj, before, actor, "update")
+            if self._shape.snapshot(obj) != before:
+                self._finish_update(session, obj, before, actor, "update")
             return obj
 
     def delete(self, id: Any, *, actor: str = "internal") -> bool:

@@ -124,6 +124,20 @@ def test_save_without_changes_writes_nothing(users: ModelAccessor[User]) -> None
     assert len(audit_rows("users")) == 1
 
 
+def test_update_with_the_stored_values_writes_nothing(users: ModelAccessor[User]) -> None:
+    alice = users.insert(User(name="Alice", age=30))
+    seen: list[str] = []
+    users.before_update()(lambda session, user: seen.append("hook"))
+    users.after_commit()(lambda change: seen.append("event"))
+    updated = users.update(alice.id, name="Alice", age=30)
+    assert updated is not None and (updated.name, updated.age) == ("Alice", 30)
+    assert len(audit_rows("users")) == 1
+    assert seen == []
+    users.update(alice.id, age=31)
+    assert [row.operation for row in audit_rows("users")] == ["create", "update"]
+    assert seen == ["hook", "event"]
+
+
 def test_save_does_not_undelete(users: ModelAccessor[User]) -> None:
     alice = users.insert(User(name="Alice"))
     assert users.delete(alice.id)

@@ -477,6 +477,24 @@ def test_patch_with_an_empty_body_writes_nothing(client: TestClient) -> None:
     assert state() == before
 
 
+def test_writes_that_change_nothing_write_nothing(client: TestClient) -> None:
+    """PUT or PATCH with the stored values: no audit row, no change, the same ETag; on every
+    kind of column (dates, decimals, JSON, enums, UUIDs)."""
+    payload = {**SAMPLE, "payload": {"a": [1, 2]}, "ref": str(uuid.uuid4())}
+    created = client.post("/samples/", json=payload, headers=ADMIN)
+    sample, etag = created.json(), created.headers["ETag"]
+    url = f"/samples/{sample['id']}"
+    body = {name: value for name, value in sample.items() if name != "id"}
+    before = state()
+    for method, sent in (("PATCH", body), ("PUT", body), ("PATCH", {"ratio": sample["ratio"]})):
+        response = client.request(method, url, json=sent, headers={**ADMIN, "If-Match": etag})
+        assert (response.status_code, response.json()) == (200, sample), method
+        assert response.headers["ETag"] == etag
+    assert state() == before
+    changed = client.patch(url, json={"ratio": 0.75}, headers=ADMIN)
+    assert changed.status_code == 200 and changed.headers["ETag"] != etag
+
+
 @pytest.mark.parametrize(
     ("body", "status"),
     [
