@@ -26,7 +26,6 @@ from typing import Any, Literal, cast
 
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Boolean,
     Column,
     Date,
@@ -37,7 +36,6 @@ from sqlalchemy import (
     Interval,
     LargeBinary,
     Numeric,
-    SmallInteger,
     String,
     Time,
     Uuid,
@@ -45,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from storage.auditor import UTCDateTime
+from storage.schemas import integer_range
 
 __all__ = ["NULL", "ColumnCodec", "Kind", "show_value"]
 
@@ -88,12 +87,6 @@ def _kind_of(type_: TypeEngine[Any]) -> tuple[Kind, TypeEngine[Any]]:
     return "text", candidates[-1]
 
 
-def _integer_bits(type_: TypeEngine[Any]) -> int:
-    if isinstance(type_, SmallInteger):
-        return 16
-    return 64 if isinstance(type_, BigInteger) else 32
-
-
 @dataclass(frozen=True)
 class ColumnCodec:
     """Writes one column's values as CSV cells and reads them back, checking them."""
@@ -102,14 +95,16 @@ class ColumnCodec:
     kind: Kind
     type_: TypeEngine[Any]
     nullable: bool
+    dialect: str = ""
 
     @classmethod
-    def for_column(cls, column: Column[Any]) -> ColumnCodec:
-        """The codec for a table column."""
+    def for_column(cls, column: Column[Any], dialect: str = "") -> ColumnCodec:
+        """The codec for a table column; ``dialect`` (``sqlite``, ``postgresql``, ...) is the
+        database cells are read for: it decides the integers a column holds."""
         kind, type_ = _kind_of(column.type)
         # A missing autoincrement key is assigned by the database.
         generated = column.table.autoincrement_column is column
-        return cls(column, kind, type_, bool(column.nullable) or generated)
+        return cls(column, kind, type_, bool(column.nullable) or generated, dialect)
 
     def encode(self, value: Any) -> str:
         """The cell for a value read from the database."""
@@ -126,7 +121,8 @@ class ColumnCodec:
         Raises:
             ValueError: the cell is not a valid value for the column (the message says why).
         """
-        if cell == NULL or (cell == "" and self.kind != "text"):
+        # An empty cell is a value of text and bytes (base64 of b""), and NULL for the rest.
+        if cell == NULL or (cell == "" and self.kind not in ("text", "bytes")):
             value = None
         else:
             if self.kind not in _NUMBERS and cell.startswith("'"):
@@ -170,8 +166,9 @@ class ColumnCodec:
         if not _INTEGER.fullmatch(cell.strip()):
             raise ValueError(f"{show_value(cell)} is not an integer")
         value = int(cell)
-        bits = _integer_bits(self.type_)
-        if not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        holds = integer_range(self.type_, self.dialect)
+        if holds is not None and value not in holds:
+            bits = (holds.stop - holds.start).bit_length() - 1
             raise ValueError(f"{value} is out of range for a {bits}-bit integer")
         return value
 

@@ -203,7 +203,7 @@ def _import_table(
         header = next(reader, None)
         if header is None:
             raise ValidationError(f"table {table.name}: the CSV is empty (no header row)")
-        codecs = _header_codecs(table, header)
+        codecs = _header_codecs(table, header, connection.dialect.name)
         for batch in _batches(table, reader, codecs, bounded):
             _write_batch(connection, table, batch, mode)
             count += len(batch)
@@ -216,12 +216,12 @@ def _import_table(
     return count
 
 
-def _header_codecs(table: Table, header: list[str]) -> list[ColumnCodec]:
+def _header_codecs(table: Table, header: list[str], dialect: str) -> list[ColumnCodec]:
     codecs = []
     for name in header:
         if name not in table.columns:
             raise ValidationError(f"table {table.name}: unknown column {show_value(name)}")
-        codecs.append(ColumnCodec.for_column(table.columns[name]))
+        codecs.append(ColumnCodec.for_column(table.columns[name], dialect))
     if len(set(header)) != len(header):
         raise ValidationError(f"table {table.name}: a column appears twice in the header")
     for column in table.columns:

@@ -36,12 +36,9 @@ from typing import Any, Final
 from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import (
-    BigInteger,
     Column,
     ColumnElement,
     Enum,
-    Integer,
-    SmallInteger,
     String,
     and_,
     cast,
@@ -54,7 +51,7 @@ from sqlmodel import SQLModel
 
 from storage.auditor import to_json_safe
 from storage.errors import ValidationError
-from storage.schemas import input_annotation, strip_optional
+from storage.schemas import input_annotation, integer_range, strip_optional
 
 __all__ = ["OPERATORS", "ModelQuery", "SortKey"]
 
@@ -136,8 +133,8 @@ class _Field:
         """``value``, when the column can hold it."""
         if isinstance(value, float) and not math.isfinite(value):
             raise ValidationError(f"{self.name} must be a finite number")
-        bits = _integer_bits(self.column.type, dialect)
-        if bits and isinstance(value, int) and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        holds = integer_range(self.column.type, dialect)
+        if holds is not None and isinstance(value, int) and value not in holds:
             raise ValidationError(f"{value} is out of range for {self.name}")
         return value
 
@@ -360,12 +357,3 @@ class ModelQuery:
 def _is_scalar(model: type[SQLModel], name: str) -> bool:
     kind, _ = strip_optional(model.model_fields[name].annotation)
     return isinstance(kind, type) and (issubclass(kind, enum.Enum) or kind in _SCALARS)
-
-
-def _integer_bits(column_type: Any, dialect: str) -> int | None:
-    # A bound parameter the column type cannot hold is an error on PostgreSQL, not a mismatch.
-    if not isinstance(column_type, Integer):
-        return None
-    if dialect == "sqlite" or isinstance(column_type, BigInteger):
-        return 64
-    return 16 if isinstance(column_type, SmallInteger) else 32

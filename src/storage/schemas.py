@@ -41,12 +41,19 @@ from pydantic import (
     create_model,
 )
 from pydantic.fields import FieldInfo
-from sqlalchemy import Column, Numeric, String, inspect
+from sqlalchemy import BigInteger, Column, Integer, Numeric, SmallInteger, String, inspect
+from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
 from storage.auditor import as_utc
 
-__all__ = ["CrudSchemas", "crud_schemas", "input_annotation", "strip_optional"]
+__all__ = [
+    "CrudSchemas",
+    "crud_schemas",
+    "input_annotation",
+    "integer_range",
+    "strip_optional",
+]
 
 SOFT_DELETE_FIELD = "deleted_at"
 _STRICT_SCALARS: tuple[type, ...] = (bool, int, float, str)
@@ -164,6 +171,20 @@ def input_annotation(model: type[SQLModel], name: str) -> Any:
         constraints.append(AfterValidator(as_utc if aware else _as_utc_naive))
     typed = Annotated[(base, *constraints)] if constraints else base
     return typed | None if optional else typed
+
+
+def integer_range(column_type: TypeEngine[Any], dialect: str) -> range | None:
+    """The integers a column of ``column_type`` holds on ``dialect``; ``None`` when it is not
+    an integer column. One rule for request filters and CSV import alike: SQLite stores 64
+    bits in any integer column; the servers 16 (``SMALLINT``), 32 (``INTEGER``) or 64
+    (``BIGINT``)."""
+    if not isinstance(column_type, Integer):
+        return None
+    if dialect == "sqlite" or isinstance(column_type, BigInteger):
+        bits = 64
+    else:
+        bits = 16 if isinstance(column_type, SmallInteger) else 32
+    return range(-(2 ** (bits - 1)), 2 ** (bits - 1))
 
 
 def strip_optional(annotation: Any) -> tuple[Any, bool]:
