@@ -14,12 +14,7 @@ from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.changes import Change, ChangeListener
-from storage.errors import (
-    DatabaseBusyError,
-    RecordDeletedError,
-    SoftDeleteNotSupported,
-    translate_driver_errors,
-)
+from storage.errors import DatabaseBusyError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
@@ -236,11 +231,10 @@ class ModelAccessor(HookDecorators[ModelT]):
     def save(self, obj: ModelT, *, actor: str = "internal") -> ModelT:
         """Insert ``obj`` when its key is new (or unset), else update the stored row from it.
 
-        ``deleted_at`` is not copied: rows are deleted and restored only by :meth:`delete` and
-        :meth:`restore`. Saving a row whose values did not change writes nothing.
-
-        Raises:
-            RecordDeletedError: the stored row is soft-deleted (restore it first).
+        Every column is copied, ``deleted_at`` included, as in vention-storage: saving a new
+        instance over a soft-deleted row brings it back, saving one read with
+        ``include_deleted=True`` keeps it deleted. Saving a row whose values did not change
+        writes nothing.
         """
         key = getattr(obj, self.primary_key)
         # Taken before the write starts: opening a savepoint flushes the caller's edits.
@@ -250,15 +244,13 @@ class ModelAccessor(HookDecorators[ModelT]):
             if stored is None:
                 self._insert_rows(session, [obj], actor)
                 return obj
-            if self._shape.is_deleted(stored):
-                raise RecordDeletedError(f"{self.component} {key} is deleted; restore it first")
             if stored is obj and loaded_before is not None:
                 before = loaded_before
             else:
                 before = self._shape.committed_snapshot(stored)
             if stored is not obj:
                 for name in self.columns:
-                    if name not in (self.primary_key, SOFT_DELETE_COLUMN):
+                    if name != self.primary_key:
                         setattr(stored, name, getattr(obj, name))
             if self._shape.snapshot(stored) != before:
                 self._finish_update(session, stored, before, actor, "update")
@@ -288,37 +280,38 @@ class ModelAccessor(HookDecorators[ModelT]):
     def delete(self, id: Any, *, actor: str = "internal") -> bool:
         """Soft-delete the row when the model has ``deleted_at``, else delete it.
 
-        Returns ``False`` when the row is missing or already soft-deleted (nothing is written).
+        Returns ``False`` when the row is missing. A row that is already soft-deleted stays as
+        it is (its ``deleted_at`` and audit trail unchanged) and counts as deleted: ``True``.
         """
         return self.delete_many([id], actor=actor) == 1
 
     def delete_many(self, ids: Sequence[Any], *, actor: str = "internal") -> int:
-        """Delete rows in one transaction with bulk statements; returns how many were deleted."""
+        """Delete rows in one transaction with bulk statements; returns how many of the
+        distinct ``ids`` exist (already soft-deleted ones included, left as they are)."""
         keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
         if not keys:
             return 0
         with self._write() as session:
-            rows = [
+            found = [
                 obj
                 for start in range(0, len(keys), _IN_CHUNK)
                 for obj in session.scalars(
                     select(self.model).where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
                 )
-                if not self._shape.is_deleted(obj)
             ]
-            self._delete_rows(session, rows, actor)
-            return len(rows)
+            self._delete_rows(
+                session, [obj for obj in found if not self._shape.is_deleted(obj)], actor
+            )
+            return len(found)
 
     def restore(self, id: Any, *, actor: str = "internal") -> bool:
         """Clear ``deleted_at``; ``True`` also when the row was not deleted, ``False`` if missing.
 
-        Runs the update hooks and is audited as ``restore``.
-
-        Raises:
-            SoftDeleteNotSupported: the model has no ``deleted_at`` column.
+        Runs the update hooks and is audited as ``restore``. ``False`` for a model without
+        ``deleted_at`` (nothing to restore), as in vention-storage.
         """
         if not self.soft_delete:
-            raise SoftDeleteNotSupported(f"{self.component} does not support soft delete")
+            return False
         with self._write() as session:
             obj = session.get(self.model, self.coerce_key(id))
             if obj is None:

@@ -7,8 +7,8 @@ The tree::
     ├── NotFoundError
     ├── ConflictError
     │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint) [1]
-    │   ├── SoftDeleteNotSupported   (restore on a model without ``deleted_at``)
-    │   ├── RecordDeletedError       (save() of a soft-deleted row)
+    │   ├── SoftDeleteNotSupported   (restoring a model without ``deleted_at`` over HTTP)
+    │   ├── RecordDeletedError       (PUT of a soft-deleted record)
     │   └── RecordLimitError         (a model's row cap is reached)
     ├── PreconditionFailedError (a stale ``If-Match`` version)
     ├── ValidationError
