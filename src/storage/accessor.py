@@ -13,9 +13,9 @@ from sqlmodel import Session, SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
-from storage.changes import Change, ChangeListener
 from storage.errors import DatabaseBusyError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
+from storage.listeners import Change, ChangeListener, is_watched, record, row_values
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
 __all__ = ["ModelAccessor"]
@@ -53,7 +53,6 @@ class ModelAccessor(HookDecorators[ModelT]):
         self.coerce_key = shape.coerce_key
         self._shape = shape
         self._pk_column = shape.pk_column
-        self._commit_listeners: list[ChangeListener] = []
         self._inserter = BulkInserter(shape.mapper)
 
     def __repr__(self) -> str:
@@ -69,12 +68,15 @@ class ModelAccessor(HookDecorators[ModelT]):
     def after_commit(self) -> Callable[[ChangeListener], ChangeListener]:
         """Decorator: ``fn(changes)`` runs once per committed transaction that wrote this table.
 
-        It runs after the commit, outside any transaction, and never after a rollback. An
-        exception it raises is logged and does not affect the committed data.
+        Every ORM write to the table counts, through this accessor or not. It runs after the
+        commit, outside any transaction, and never after a rollback. An exception it raises is
+        logged and does not affect the committed data. One function decorated by several
+        accessors is called once per transaction, with the changes to all their tables. It is
+        kept as long as the accessor (see :func:`storage.changes.add_commit_listener`).
         """
 
         def register(fn: ChangeListener) -> ChangeListener:
-            self._commit_listeners.append(fn)
+            changes.add_commit_listener(self.table_name, fn, owner=self)
             return fn
 
         return register
@@ -82,9 +84,6 @@ class ModelAccessor(HookDecorators[ModelT]):
     def snapshot(self, obj: ModelT) -> dict[str, Any]:
         """The row's column values, JSON-safe, as the audit log and entity tags see them."""
         return self._shape.snapshot(obj)
-
-    def _notify_committed(self, committed: list[Change]) -> None:
-        changes.call_listeners(list(self._commit_listeners), committed)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -337,14 +336,12 @@ class ModelAccessor(HookDecorators[ModelT]):
             return
         # Inside a caller's transaction a savepoint keeps a failed write (a hook that raised)
         # from being committed with the rest if the caller catches the error and carries on.
-        mark = changes.pending_mark(current)
         with translate_driver_errors():
             savepoint = current.begin_nested()
             try:
                 yield current
             except BaseException:
                 savepoint.rollback()
-                changes.discard_since(current, mark)
                 raise
             savepoint.commit()
 
@@ -352,10 +349,12 @@ class ModelAccessor(HookDecorators[ModelT]):
         for obj in objs:
             self.hooks.emit("before_insert", session=session, instance=obj)
         self._inserter.insert(session, objs)
+        if self._inserter.uses_core and is_watched(self.table_name):
+            # Written with Core statements, so the flush that records changes never saw them.
+            record(session, [Change(self.table_name, "create", row_values(o)) for o in objs])
         afters = [self._shape.snapshot(obj) for obj in objs]
         self._audit(session, actor, "create", objs, [None] * len(objs), afters)
         self.hooks.emit_each("after_insert", session=session, instances=objs)
-        self._record(session, "create", afters, [None] * len(objs))
 
     def _finish_update(
         self, session: Session, obj: ModelT, before: dict[str, Any], actor: str, operation: str
@@ -365,7 +364,6 @@ class ModelAccessor(HookDecorators[ModelT]):
         after = self._shape.snapshot(obj)
         self._audit(session, actor, operation, [obj], [before], [after])
         self.hooks.emit("after_update", session=session, instance=obj)
-        self._record(session, "update", [after], [before])
 
     def _delete_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
         self.hooks.emit_each("before_delete", session=session, instances=objs)
@@ -384,9 +382,6 @@ class ModelAccessor(HookDecorators[ModelT]):
             afters = [None] * len(objs)
             self._audit(session, actor, "delete", objs, befores, afters)
         self.hooks.emit_each("after_delete", session=session, instances=objs)
-        self._record(
-            session, "delete", [a or b for a, b in zip(afters, befores, strict=True)], befores
-        )
 
     def _audit(
         self,
@@ -415,17 +410,3 @@ class ModelAccessor(HookDecorators[ModelT]):
                 for obj, before, after in zip(objs, befores, afters, strict=True)
             ),
         )
-
-    def _record(
-        self,
-        session: Session,
-        operation: changes.Operation,
-        values: Sequence[dict[str, Any]],
-        befores: Sequence[dict[str, Any] | None],
-    ) -> None:
-        if self._commit_listeners:
-            records = [
-                Change(self.table_name, operation, value, before)
-                for value, before in zip(values, befores, strict=True)
-            ]
-            changes.record(session, self, records)
