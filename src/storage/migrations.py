@@ -77,6 +77,11 @@ class MigrationStep:
     table: str
     name: str | None = None  # the column or index
 
+    @property
+    def description(self) -> str:
+        """The step in words (vention-storage's name for it)."""
+        return str(self)
+
     def __str__(self) -> str:
         if self.kind == "create_table":
             return f"create table {self.table}"
@@ -112,6 +117,28 @@ class MigrationPlan:
     def is_empty(self) -> bool:
         """Whether the database already matches the models."""
         return not self.steps and not self.problems
+
+    # vention-storage 0.20 names (its MigrationPlan and MigrationResult).
+    @property
+    def actions(self) -> tuple[MigrationStep, ...]:
+        """The steps, as vention-storage's ``MigrationPlan.actions``."""
+        return tuple(self.steps)
+
+    @property
+    def unsupported_changes(self) -> tuple[MigrationProblem, ...]:
+        """The problems, as vention-storage's ``MigrationPlan.unsupported_changes``."""
+        return tuple(self.problems)
+
+    @property
+    def has_unsupported_changes(self) -> bool:
+        """Whether the plan has problems (``not is_safe``)."""
+        return bool(self.problems)
+
+    @property
+    def applied_actions(self) -> tuple[str, ...]:
+        """Each step described (``"add column machine.note"``), as vention-storage's
+        ``MigrationResult.applied_actions``."""
+        return tuple(str(step) for step in self.steps)
 
 
 def _kind(column_type: TypeEngine[Any]) -> str | None:

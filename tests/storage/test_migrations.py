@@ -88,7 +88,11 @@ def test_additive_changes_are_planned_then_applied_with_backfill() -> None:
     ]
     assert columns("mig_machine") == {"id", "name"}  # planning changes nothing
 
-    apply_sqlmodel_migrations(v2)
+    applied = apply_sqlmodel_migrations(v2)
+    # vention-storage 0.20's names for the plan and the result
+    assert applied.applied_actions == tuple(str(step) for step in plan.steps)
+    assert [a.description for a in applied.actions] == list(applied.applied_actions)
+    assert not applied.has_unsupported_changes and applied.unsupported_changes == ()
     assert columns("mig_machine") == {"id", "name", "note", "speed", "enabled", "serviced_at"}
     assert "mig_axis" in inspect(database.get_engine()).get_table_names()
     machine = v2.tables["mig_machine"]
