@@ -249,11 +249,15 @@ def _describe(session: Session, instance: Any, table: str, operation: str) -> Ch
 def _after_commit(session: Session) -> None:
     # Also fired when a savepoint is released, which the outer transaction may still roll
     # back: only mark it, the decision is made when the transaction ends.
+    if _PENDING not in session.info:
+        return  # nothing recorded in this session: an app without listeners pays nothing
     session.info.setdefault(_COMMITTED, set()).add(_innermost(session))
 
 
 @event.listens_for(Session, "after_transaction_end")
 def _after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+    if _PENDING not in session.info:
+        return
     committed: set[SessionTransaction | None] = session.info.get(_COMMITTED, set())
     was_committed = transaction in committed
     committed.discard(transaction)
