@@ -17,6 +17,11 @@ CONTRACT_MODULES = [
     "storage.router_model",
     "storage.router_database",
     "storage.bootstrap",
+    # vention-storage's other modules (0.5.1 and 0.20), kept for its users
+    "storage.io_helpers",
+    "storage.utils",
+    "storage.crud_service",
+    "storage.database_service",
 ]
 
 

@@ -14,12 +14,15 @@ from storage.changes import (
 )
 from storage.database import get_engine, set_database_url, transaction, use_session
 from storage.errors import (
+    ColumnValueError,
     ConfigurationError,
     ConflictError,
     DatabaseBusyError,
     DatabaseUnavailableError,
+    DriverError,
     IntegrityConflictError,
     MigrationError,
+    MigrationExecutionError,
     MissingDependencyError,
     NotFoundError,
     PayloadTooLargeError,
@@ -29,6 +32,7 @@ from storage.errors import (
     RestoreError,
     SoftDeleteNotSupported,
     StorageError,
+    UnsupportedMigrationError,
     ValidationError,
 )
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
@@ -37,12 +41,15 @@ __all__ = [
     "AuditLog",
     "Change",
     "ChangeEvent",
+    "ColumnValueError",
     "ConfigurationError",
     "ConflictError",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
+    "DriverError",
     "IntegrityConflictError",
     "MigrationError",
+    "MigrationExecutionError",
     "MissingDependencyError",
     "ModelAccessor",
     "NotFoundError",
@@ -53,6 +60,7 @@ __all__ = [
     "RestoreError",
     "SoftDeleteNotSupported",
     "StorageError",
+    "UnsupportedMigrationError",
     "ValidationError",
     "apply_sqlmodel_migrations",
     "bootstrap",

@@ -13,14 +13,9 @@ from sqlmodel import Session, SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
-from storage.changes import Change, ChangeListener
-from storage.errors import (
-    DatabaseBusyError,
-    RecordDeletedError,
-    SoftDeleteNotSupported,
-    translate_driver_errors,
-)
+from storage.errors import DatabaseBusyError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
+from storage.listeners import Change, ChangeListener, is_watched, record, row_values
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
 __all__ = ["ModelAccessor"]
@@ -58,7 +53,6 @@ class ModelAccessor(HookDecorators[ModelT]):
         self.coerce_key = shape.coerce_key
         self._shape = shape
         self._pk_column = shape.pk_column
-        self._commit_listeners: list[ChangeListener] = []
         self._inserter = BulkInserter(shape.mapper)
 
     def __repr__(self) -> str:
@@ -74,12 +68,15 @@ class ModelAccessor(HookDecorators[ModelT]):
     def after_commit(self) -> Callable[[ChangeListener], ChangeListener]:
         """Decorator: ``fn(changes)`` runs once per committed transaction that wrote this table.
 
-        It runs after the commit, outside any transaction, and never after a rollback. An
-        exception it raises is logged and does not affect the committed data.
+        Every ORM write to the table counts, through this accessor or not. It runs after the
+        commit, outside any transaction, and never after a rollback. An exception it raises is
+        logged and does not affect the committed data. One function decorated by several
+        accessors is called once per transaction, with the changes to all their tables. It is
+        kept as long as the accessor (see :func:`storage.changes.add_commit_listener`).
         """
 
         def register(fn: ChangeListener) -> ChangeListener:
-            self._commit_listeners.append(fn)
+            changes.add_commit_listener(self.table_name, fn, owner=self)
             return fn
 
         return register
@@ -87,9 +84,6 @@ class ModelAccessor(HookDecorators[ModelT]):
     def snapshot(self, obj: ModelT) -> dict[str, Any]:
         """The row's column values, JSON-safe, as the audit log and entity tags see them."""
         return self._shape.snapshot(obj)
-
-    def _notify_committed(self, committed: list[Change]) -> None:
-        changes.call_listeners(list(self._commit_listeners), committed)
 
     # -- reads -----------------------------------------------------------------------------
 
@@ -236,11 +230,10 @@ class ModelAccessor(HookDecorators[ModelT]):
     def save(self, obj: ModelT, *, actor: str = "internal") -> ModelT:
         """Insert ``obj`` when its key is new (or unset), else update the stored row from it.
 
-        ``deleted_at`` is not copied: rows are deleted and restored only by :meth:`delete` and
-        :meth:`restore`. Saving a row whose values did not change writes nothing.
-
-        Raises:
-            RecordDeletedError: the stored row is soft-deleted (restore it first).
+        Every column is copied, ``deleted_at`` included, as in vention-storage: saving a new
+        instance over a soft-deleted row brings it back, saving one read with
+        ``include_deleted=True`` keeps it deleted. Saving a row whose values did not change
+        writes nothing.
         """
         key = getattr(obj, self.primary_key)
         # Taken before the write starts: opening a savepoint flushes the caller's edits.
@@ -250,15 +243,13 @@ class ModelAccessor(HookDecorators[ModelT]):
             if stored is None:
                 self._insert_rows(session, [obj], actor)
                 return obj
-            if self._shape.is_deleted(stored):
-                raise RecordDeletedError(f"{self.component} {key} is deleted; restore it first")
             if stored is obj and loaded_before is not None:
                 before = loaded_before
             else:
                 before = self._shape.committed_snapshot(stored)
             if stored is not obj:
                 for name in self.columns:
-                    if name not in (self.primary_key, SOFT_DELETE_COLUMN):
+                    if name != self.primary_key:
                         setattr(stored, name, getattr(obj, name))
             if self._shape.snapshot(stored) != before:
                 self._finish_update(session, stored, before, actor, "update")
@@ -290,37 +281,38 @@ class ModelAccessor(HookDecorators[ModelT]):
     def delete(self, id: Any, *, actor: str = "internal") -> bool:
         """Soft-delete the row when the model has ``deleted_at``, else delete it.
 
-        Returns ``False`` when the row is missing or already soft-deleted (nothing is written).
+        Returns ``False`` when the row is missing. A row that is already soft-deleted stays as
+        it is (its ``deleted_at`` and audit trail unchanged) and counts as deleted: ``True``.
         """
         return self.delete_many([id], actor=actor) == 1
 
     def delete_many(self, ids: Sequence[Any], *, actor: str = "internal") -> int:
-        """Delete rows in one transaction with bulk statements; returns how many were deleted."""
+        """Delete rows in one transaction with bulk statements; returns how many of the
+        distinct ``ids`` exist (already soft-deleted ones included, left as they are)."""
         keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
         if not keys:
             return 0
         with self._write() as session:
-            rows = [
+            found = [
                 obj
                 for start in range(0, len(keys), _IN_CHUNK)
                 for obj in session.scalars(
                     select(self.model).where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
                 )
-                if not self._shape.is_deleted(obj)
             ]
-            self._delete_rows(session, rows, actor)
-            return len(rows)
+            self._delete_rows(
+                session, [obj for obj in found if not self._shape.is_deleted(obj)], actor
+            )
+            return len(found)
 
     def restore(self, id: Any, *, actor: str = "internal") -> bool:
         """Clear ``deleted_at``; ``True`` also when the row was not deleted, ``False`` if missing.
 
-        Runs the update hooks and is audited as ``restore``.
-
-        Raises:
-            SoftDeleteNotSupported: the model has no ``deleted_at`` column.
+        Runs the update hooks and is audited as ``restore``. ``False`` for a model without
+        ``deleted_at`` (nothing to restore), as in vention-storage.
         """
         if not self.soft_delete:
-            raise SoftDeleteNotSupported(f"{self.component} does not support soft delete")
+            return False
         with self._write() as session:
             obj = session.get(self.model, self.coerce_key(id))
             if obj is None:
@@ -346,14 +338,12 @@ class ModelAccessor(HookDecorators[ModelT]):
             return
         # Inside a caller's transaction a savepoint keeps a failed write (a hook that raised)
         # from being committed with the rest if the caller catches the error and carries on.
-        mark = changes.pending_mark(current)
         with translate_driver_errors():
             savepoint = current.begin_nested()
             try:
                 yield current
             except BaseException:
                 savepoint.rollback()
-                changes.discard_since(current, mark)
                 raise
             savepoint.commit()
 
@@ -361,10 +351,12 @@ class ModelAccessor(HookDecorators[ModelT]):
         for obj in objs:
             self.hooks.emit("before_insert", session=session, instance=obj)
         self._inserter.insert(session, objs)
+        if self._inserter.uses_core and is_watched(self.table_name):
+            # Written with Core statements, so the flush that records changes never saw them.
+            record(session, [Change(self.table_name, "create", row_values(o)) for o in objs])
         afters = [self._shape.snapshot(obj) for obj in objs]
         self._audit(session, actor, "create", objs, [None] * len(objs), afters)
         self.hooks.emit_each("after_insert", session=session, instances=objs)
-        self._record(session, "create", afters, [None] * len(objs))
 
     def _finish_update(
         self, session: Session, obj: ModelT, before: dict[str, Any], actor: str, operation: str
@@ -374,7 +366,6 @@ class ModelAccessor(HookDecorators[ModelT]):
         after = self._shape.snapshot(obj)
         self._audit(session, actor, operation, [obj], [before], [after])
         self.hooks.emit("after_update", session=session, instance=obj)
-        self._record(session, "update", [after], [before])
 
     def _delete_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
         self.hooks.emit_each("before_delete", session=session, instances=objs)
@@ -393,9 +384,6 @@ class ModelAccessor(HookDecorators[ModelT]):
             afters = [None] * len(objs)
             self._audit(session, actor, "delete", objs, befores, afters)
         self.hooks.emit_each("after_delete", session=session, instances=objs)
-        self._record(
-            session, "delete", [a or b for a, b in zip(afters, befores, strict=True)], befores
-        )
 
     def _audit(
         self,
@@ -424,17 +412,3 @@ class ModelAccessor(HookDecorators[ModelT]):
                 for obj, before, after in zip(objs, befores, afters, strict=True)
             ),
         )
-
-    def _record(
-        self,
-        session: Session,
-        operation: changes.Operation,
-        values: Sequence[dict[str, Any]],
-        befores: Sequence[dict[str, Any] | None],
-    ) -> None:
-        if self._commit_listeners:
-            records = [
-                Change(self.table_name, operation, value, before)
-                for value, before in zip(values, befores, strict=True)
-            ]
-            changes.record(session, self, records)

@@ -17,9 +17,9 @@ from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, DateTime, Dialect, String, insert
+from sqlalchemy import JSON, Column, ColumnElement, DateTime, Dialect, String, insert
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from storage import changes
 
@@ -30,6 +30,7 @@ __all__ = [
     "RecordId",
     "UTCDateTime",
     "as_utc",
+    "audit_filters",
     "audit_operation",
     "audit_row",
     "to_json_safe",
@@ -211,3 +212,36 @@ def audit_operation(
             )
         ],
     )
+
+
+def audit_filters(
+    *,
+    component: str | None = None,
+    record_id: Any = None,
+    actor: str | None = None,
+    operation: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[ColumnElement[bool]]:
+    """The conditions on :class:`AuditLog` that select rows matching every filter given.
+
+    ``since`` is inclusive, ``until`` exclusive; a naive datetime is taken to be UTC.
+
+    Raises:
+        ValueError: a datetime is out of range once converted to UTC.
+    """
+    conditions: list[ColumnElement[bool]] = [
+        col(column) == value
+        for column, value in (
+            (AuditLog.component, component),
+            (AuditLog.record_id, record_id),
+            (AuditLog.actor, actor),
+            (AuditLog.operation, operation),
+        )
+        if value is not None
+    ]
+    if since is not None:
+        conditions.append(col(AuditLog.timestamp) >= as_utc(since))
+    if until is not None:
+        conditions.append(col(AuditLog.timestamp) < as_utc(until))
+    return conditions

@@ -47,6 +47,11 @@ class BulkInserter:
         self._insert = insert(self._table)
         self._insert_returning = self._insert.returning(self._pk, sort_by_parameter_order=True)
 
+    @property
+    def uses_core(self) -> bool:
+        """Whether rows are inserted with Core statements (else with an ORM flush)."""
+        return self._enabled
+
     def insert(self, session: Session, objs: Sequence[Any]) -> None:
         """Insert ``objs`` and leave them persistent in ``session`` with their keys set."""
         if not self._enabled:

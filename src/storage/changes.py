@@ -1,9 +1,10 @@
 """Change feed: what a committed transaction wrote, and who wants to know.
 
-Accessors record a :class:`Change` for each row they write in the session's ``info``. When the
-transaction really commits the pending changes move to a "committed" list; on rollback they are
-dropped. The code that ended the transaction then calls :func:`dispatch`, outside of any session,
-so listeners may freely open transactions of their own.
+In-process after-commit listeners (``@accessor.after_commit()``, :func:`add_commit_listener`)
+are called once per committed transaction with a :class:`Change` per row it wrote to their
+tables, after the commit and outside any transaction, so they may open transactions of their
+own (see :mod:`storage.listeners`, whose public names this module exports, as vention-storage's
+``storage.changes`` does).
 
 Those listeners see only their own process. :func:`subscribe` follows the audit log instead:
 every audited write of every process, in commit order, resumable (see :mod:`storage.feed`). A
@@ -18,10 +19,21 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
+
+from storage.listeners import (
+    Change,
+    ChangeListener,
+    ChangeOperation,
+    CommitListener,
+    add_commit_listener,
+    call_listeners,
+    held_until_exit,
+    remove_commit_listener,
+)
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -32,20 +44,20 @@ __all__ = [
     "Change",
     "ChangeEvent",
     "ChangeListener",
+    "ChangeOperation",
+    "CommitListener",
     "RestoreListener",
-    "dispatch",
+    "add_commit_listener",
+    "held_until_exit",
     "notify_database_restored",
     "off_database_restored",
     "on_database_restored",
+    "remove_commit_listener",
     "subscribe",
 ]
 
 logger = logging.getLogger("storage.changes")
 
-Operation = Literal["create", "update", "delete"]
-
-_PENDING = "storage.pending_changes"
-_COMMITTED = "storage.committed_changes"
 _AUDITED = "storage.audited"
 
 RESET = "reset"
@@ -54,24 +66,6 @@ RESET = "reset"
 CHANNEL = "machine_storage_changes"
 """The PostgreSQL ``NOTIFY`` channel of committed audit rows (the payload is empty)."""
 _NOTIFY = text(f"SELECT pg_notify('{CHANNEL}', '')")
-
-
-@dataclass(frozen=True)
-class Change:
-    """One row written by a committed transaction.
-
-    Attributes:
-        table: name of the table that was written.
-        operation: ``create``, ``update`` or ``delete`` (soft deletes are ``delete``, restores
-            are ``update``).
-        values: the row's JSON-safe column values after the write (for a delete: the last ones).
-        before: the values before the write; ``None`` for a create.
-    """
-
-    table: str
-    operation: Operation
-    values: dict[str, Any]
-    before: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -134,54 +128,7 @@ class ChangeEvent:
         return event
 
 
-ChangeListener = Callable[[list[Change]], None]
 RestoreListener = Callable[[], None]
-
-
-class _Subscriber(Protocol):
-    def _notify_committed(self, changes: list[Change]) -> None: ...
-
-
-def record(session: Session, subscriber: _Subscriber, changes: list[Change]) -> None:
-    """Remember changes written in ``session`` for dispatch after it commits."""
-    pending: list[tuple[_Subscriber, Change]] = session.info.setdefault(_PENDING, [])
-    pending.extend((subscriber, change) for change in changes)
-
-
-def pending_mark(session: Session) -> int:
-    """Return a mark to :func:`discard_since` if the work after it is rolled back."""
-    return len(session.info.get(_PENDING, ()))
-
-
-def discard_since(session: Session, mark: int) -> None:
-    """Forget changes recorded after ``mark`` (their savepoint was rolled back)."""
-    pending = session.info.get(_PENDING)
-    if pending is not None:
-        del pending[mark:]
-
-
-def take_committed(session: Session) -> list[tuple[_Subscriber, Change]]:
-    """Remove and return the changes of the transactions ``session`` has committed."""
-    committed: list[tuple[_Subscriber, Change]] = session.info.pop(_COMMITTED, [])
-    return committed
-
-
-def dispatch(committed: list[tuple[_Subscriber, Change]]) -> None:
-    """Call each subscriber once with the list of its committed changes, in write order."""
-    grouped: dict[int, tuple[_Subscriber, list[Change]]] = {}
-    for subscriber, change in committed:
-        grouped.setdefault(id(subscriber), (subscriber, []))[1].append(change)
-    for subscriber, changes in grouped.values():
-        subscriber._notify_committed(changes)
-
-
-def call_listeners(listeners: list[Callable[..., None]], *args: Any) -> None:
-    """Call every listener; one that raises is logged and does not stop the others."""
-    for listener in listeners:
-        try:
-            listener(*args)
-        except Exception:
-            logger.exception("listener %r failed", listener)
 
 
 class _RestoreListeners:
@@ -280,17 +227,15 @@ def _before_commit(session: Session) -> None:
 
 
 # Listening on the base Session class (not a subclass) means sessions that host apps create
-# themselves and hand to ``use_session`` get the same commit/rollback bookkeeping.
+# themselves and hand to ``use_session`` get the same bookkeeping. Both events also fire for a
+# savepoint, which is not the end of the transaction.
 @event.listens_for(Session, "after_commit")
 def _after_commit(session: Session) -> None:
-    pending = session.info.pop(_PENDING, None)
-    if pending:
-        session.info.setdefault(_COMMITTED, []).extend(pending)
-    if session.info.pop(_AUDITED, False):
+    if not session.in_nested_transaction() and session.info.pop(_AUDITED, False):
         call_listeners(list(_wakers.callbacks))
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-    session.info.pop(_AUDITED, None)
+    if not session.in_nested_transaction():
+        session.info.pop(_AUDITED, None)

@@ -451,12 +451,12 @@ class Database:
         if current is not None:
             yield current
             return
-        with self.writer_lock():
-            session = self.session()
-            session.info[SAVEPOINTS_KEY] = savepoints
-            with self._current(session, owned=True):
+        session = self.session()  # no connection until it is used, inside the lock
+        session.info[SAVEPOINTS_KEY] = savepoints
+        # After-commit listeners run once the lock is released and the session closed.
+        with changes.held_until_exit(session):
+            with self.writer_lock(), self._current(session, owned=True):
                 yield session
-        changes.dispatch(changes.take_committed(session))
 
     @contextmanager
     def use_session(self, session: Session | None = None) -> Iterator[Session]:
@@ -472,9 +472,8 @@ class Database:
             with self.transaction() as joined:
                 yield joined
             return
-        with self._current(session, owned=False):
+        with changes.held_until_exit(session), self._current(session, owned=False):
             yield session
-        changes.dispatch(changes.take_committed(session))
 
     @contextmanager
     def _current(self, session: Session, *, owned: bool) -> Iterator[None]:

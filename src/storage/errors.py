@@ -6,19 +6,29 @@ The tree::
     ├── ConfigurationError      (also a RuntimeError: the database was configured too late)
     ├── NotFoundError
     ├── ConflictError
-    │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint)
-    │   ├── SoftDeleteNotSupported   (restore on a model without ``deleted_at``)
-    │   ├── RecordDeletedError       (save() of a soft-deleted row)
+    │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint) [1]
+    │   ├── SoftDeleteNotSupported   (restoring a model without ``deleted_at`` over HTTP)
+    │   ├── RecordDeletedError       (PUT of a soft-deleted record)
     │   └── RecordLimitError         (a model's row cap is reached)
     ├── PreconditionFailedError (a stale ``If-Match`` version)
     ├── ValidationError
+    │   ├── ColumnValueError         (a value the database refuses for its column) [1]
     │   └── PayloadTooLargeError     (an upload over the size limit)
-    ├── DatabaseBusyError       (the database stayed locked past the busy timeout)
-    ├── DatabaseUnavailableError (the database cannot be reached at all)
+    ├── DatabaseBusyError       (the database stayed locked past the busy timeout) [1]
+    ├── DatabaseUnavailableError (the database cannot be reached at all) [1]
+    ├── DriverError             (any other error the database or its driver reported) [1]
     ├── MissingDependencyError  (an optional package or program is not installed)
-    ├── MigrationError          (an auto-migration that would destroy or guess)
+    ├── MigrationError          (also a RuntimeError)
+    │   ├── UnsupportedMigrationError (an auto-migration that would destroy or guess)
+    │   └── MigrationExecutionError   (the database failed while applying one)
     ├── RestoreError            (a backup file that cannot be restored)
     └── OperationCancelledError (long work stopped because its client went away)
+
+[1] These translate SQLAlchemy's errors, and each is also an instance of the SQLAlchemy class it
+stands for (``sqlalchemy.exc.IntegrityError``, ``DataError``, ``OperationalError``,
+``DBAPIError``), so code written against plain SQLAlchemy, or against vention-storage, that
+catches those keeps working. ``.orig``, ``.statement`` and ``.params`` are SQLAlchemy's, but
+``str(error)`` is our message.
 
 Messages never contain SQL text or bound parameters: they name tables, columns and constraints.
 """
@@ -33,12 +43,15 @@ from typing import Any
 from sqlalchemy import exc as sa_exc
 
 __all__ = [
+    "ColumnValueError",
     "ConfigurationError",
     "ConflictError",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
+    "DriverError",
     "IntegrityConflictError",
     "MigrationError",
+    "MigrationExecutionError",
     "MissingDependencyError",
     "NotFoundError",
     "OperationCancelledError",
@@ -49,6 +62,7 @@ __all__ = [
     "RestoreError",
     "SoftDeleteNotSupported",
     "StorageError",
+    "UnsupportedMigrationError",
     "ValidationError",
     "is_busy",
     "is_deadlock",
@@ -58,6 +72,36 @@ __all__ = [
 
 class StorageError(Exception):
     """Base class of every error raised by ``storage``."""
+
+
+class _FromSQLAlchemy(StorageError, sa_exc.DBAPIError):
+    """A storage error that is also the SQLAlchemy error it translates.
+
+    Constructed like SQLAlchemy's ``StatementError`` (message, statement, params, orig), where
+    only the message is needed; ``str()`` is the message alone, never the SQL.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        statement: str | None = None,
+        params: Any = None,
+        orig: Exception | None = None,
+    ) -> None:
+        Exception.__init__(self, message)
+        self.statement = statement
+        self.params = params
+        self.orig = orig
+        self.ismulti = None
+        self.hide_parameters = False
+        self.connection_invalidated = False
+        self.detail = []
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (str(self), self.statement, self.params, self.orig)
 
 
 class ConfigurationError(StorageError, RuntimeError):
@@ -72,8 +116,11 @@ class ConflictError(StorageError):
     """The request conflicts with the current state of the data."""
 
 
-class IntegrityConflictError(ConflictError):
-    """A database constraint (unique, foreign key, not null, check) rejected the write."""
+class IntegrityConflictError(_FromSQLAlchemy, ConflictError, sa_exc.IntegrityError):
+    """A database constraint (unique, foreign key, not null, check) rejected the write.
+
+    Also a ``sqlalchemy.exc.IntegrityError``.
+    """
 
 
 class SoftDeleteNotSupported(ConflictError):
@@ -96,24 +143,50 @@ class ValidationError(StorageError):
     """Input does not match the model."""
 
 
+class ColumnValueError(_FromSQLAlchemy, ValidationError, sa_exc.DataError):
+    """The database refused a value for its column (too long, out of range).
+
+    Also a ``sqlalchemy.exc.DataError``.
+    """
+
+
 class PayloadTooLargeError(ValidationError):
     """An upload is larger than the configured limit."""
 
 
-class DatabaseBusyError(StorageError):
-    """The database stayed locked by another writer for longer than the busy timeout."""
+class DatabaseBusyError(_FromSQLAlchemy, sa_exc.OperationalError):
+    """The database stayed locked by another writer for longer than the busy timeout.
+
+    Also a ``sqlalchemy.exc.OperationalError``, as SQLite's "database is locked" is.
+    """
 
 
-class DatabaseUnavailableError(StorageError):
-    """The database cannot be reached (server down, file unreadable)."""
+class DatabaseUnavailableError(_FromSQLAlchemy, sa_exc.OperationalError):
+    """The database cannot be reached (server down, file unreadable).
+
+    Also a ``sqlalchemy.exc.OperationalError``.
+    """
+
+
+class DriverError(_FromSQLAlchemy):
+    """Any other error the database or its driver reported. Also a ``sqlalchemy.exc.DBAPIError``."""
 
 
 class MissingDependencyError(StorageError):
     """An optional dependency (a Python extra or an external program) is not installed."""
 
 
-class MigrationError(StorageError):
-    """An automatic migration was refused because it would lose data or need a decision."""
+class MigrationError(StorageError, RuntimeError):
+    """An automatic migration could not be made (a ``RuntimeError``, as in vention-storage)."""
+
+
+class UnsupportedMigrationError(MigrationError):
+    """An automatic migration was refused because it would lose data or need a decision;
+    nothing was changed."""
+
+
+class MigrationExecutionError(MigrationError):
+    """The database failed while an automatic migration was being applied."""
 
 
 class RestoreError(StorageError):
@@ -214,9 +287,19 @@ _UNAVAILABLE_MARKERS = (
 
 
 def translate(exc: Exception) -> StorageError:
-    """Return the storage error that stands for a SQLAlchemy error or a driver (DBAPI) error."""
+    """Return the storage error that stands for a SQLAlchemy error or a driver (DBAPI) error.
+
+    A storage error is returned as it is. The others keep SQLAlchemy's ``statement``,
+    ``params`` and ``orig`` (see the footnote of the tree above).
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    if isinstance(exc, sa_exc.StatementError):
+        context: tuple[Any, ...] = (exc.statement, exc.params, exc.orig)
+    else:
+        context = (None, None, exc)
     if isinstance(exc, sa_exc.IntegrityError):
-        return IntegrityConflictError(_describe_integrity_error(exc))
+        return IntegrityConflictError(_describe_integrity_error(exc), *context)
     if isinstance(exc, sa_exc.DBAPIError):
         driver_error: BaseException | None = exc.orig
     elif isinstance(exc, sa_exc.SQLAlchemyError):
@@ -225,15 +308,15 @@ def translate(exc: Exception) -> StorageError:
         driver_error = exc
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
-    if is_busy(driver_error):
-        return DatabaseBusyError("the database is busy with another transaction; try again")
-    if any(marker in text for marker in _BUSY_MARKERS):
-        return DatabaseBusyError("the database is busy with another transaction; try again")
+    if is_busy(driver_error) or any(marker in text for marker in _BUSY_MARKERS):
+        return DatabaseBusyError(
+            "the database is busy with another transaction; try again", *context
+        )
     if any(marker in text for marker in _UNAVAILABLE_MARKERS):
-        return DatabaseUnavailableError(f"the database cannot be reached ({kind})")
+        return DatabaseUnavailableError(f"the database cannot be reached ({kind})", *context)
     if isinstance(exc, sa_exc.DataError) or kind == "DataError":
-        return ValidationError(f"a value does not fit its column ({kind})")
-    return StorageError(f"database error ({kind})")
+        return ColumnValueError(f"a value does not fit its column ({kind})", *context)
+    return DriverError(f"database error ({kind})", *context)
 
 
 @contextmanager
@@ -241,5 +324,7 @@ def translate_driver_errors() -> Iterator[None]:
     """Re-raise SQLAlchemy errors raised in the block as :class:`StorageError`."""
     try:
         yield
+    except StorageError:
+        raise  # already translated (a nested block), and maybe also a SQLAlchemyError
     except sa_exc.SQLAlchemyError as exc:
         raise translate(exc) from exc

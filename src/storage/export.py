@@ -14,7 +14,7 @@ import csv
 import io
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import IO, Any
 
 from sqlalchemy import Connection, Table, select
@@ -24,7 +24,7 @@ from storage import database
 from storage.backup import BATCH_SIZE, existing_tables
 from storage.csvformat import ColumnCodec
 
-__all__ = ["iter_export", "open_export", "write_export"]
+__all__ = ["iter_export", "open_export", "write_export", "write_table_csv"]
 
 _SPOOL_BYTES = 8 << 20  # an export larger than this goes to disk
 CHUNK_BYTES = 1 << 16
@@ -44,13 +44,17 @@ def iter_export(chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
         yield sink.take()  # the end of the last file and the zip's central directory
 
 
-def write_export(target: IO[bytes]) -> dict[str, int]:
+def write_export(target: IO[bytes], *, tables: Sequence[Table] | None = None) -> dict[str, int]:
     """Write every table of the models that exists in the database as CSV into a zip.
+
+    Args:
+        target: a binary file open for writing.
+        tables: only these (those that exist); default every table of the models.
 
     Returns the number of rows written per table.
     """
     counts: dict[str, int] = {}
-    for _ in _write(target, counts):
+    for _ in _write(target, counts, tables):
         pass
     return counts
 
@@ -67,13 +71,18 @@ def open_export() -> IO[bytes]:
     return spooled
 
 
-def _write(target: IO[bytes] | _Sink, counts: dict[str, int]) -> Iterator[None]:
+def _write(
+    target: IO[bytes] | _Sink, counts: dict[str, int], only: Sequence[Table] | None = None
+) -> Iterator[None]:
     # Yields after each batch of rows, so that iter_export can hand out what is written.
+    names = None if only is None else {table.name for table in only}
     with (
         database.get_database().snapshot_read() as connection,
         zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
     ):
         for table in existing_tables(connection, SQLModel.metadata):
+            if names is not None and table.name not in names:
+                continue
             counts[table.name] = 0
             for rows in _export_table(connection, table, archive):
                 counts[table.name] += rows
@@ -81,22 +90,28 @@ def _write(target: IO[bytes] | _Sink, counts: dict[str, int]) -> Iterator[None]:
 
 
 def _export_table(connection: Connection, table: Table, archive: zipfile.ZipFile) -> Iterator[int]:
-    codecs = [ColumnCodec.for_column(column) for column in table.columns]
-    result = connection.execution_options(stream_results=True, yield_per=BATCH_SIZE).execute(
-        select(table)
-    )
     with (
         archive.open(f"{table.name}.csv", "w", force_zip64=True) as member,
         io.TextIOWrapper(member, encoding="utf-8", newline="") as text,
     ):
-        writer = csv.writer(text)
-        writer.writerow([column.name for column in table.columns])
-        for partition in result.partitions():
-            writer.writerows(
-                [codec.encode(value) for codec, value in zip(codecs, row, strict=True)]
-                for row in partition
-            )
-            yield len(partition)
+        yield from write_table_csv(connection, table, text)
+
+
+def write_table_csv(connection: Connection, table: Table, text: IO[str]) -> Iterator[int]:
+    """Write one table as CSV (the header row, then the rows in batches) to a text stream
+    opened with ``newline=""``; yields the number of rows of each batch once written."""
+    codecs = [ColumnCodec.for_column(column) for column in table.columns]
+    result = connection.execution_options(stream_results=True, yield_per=BATCH_SIZE).execute(
+        select(table)
+    )
+    writer = csv.writer(text)
+    writer.writerow([column.name for column in table.columns])
+    for partition in result.partitions():
+        writer.writerows(
+            [codec.encode(value) for codec, value in zip(codecs, row, strict=True)]
+            for row in partition
+        )
+        yield len(partition)
 
 
 class _Sink(io.RawIOBase):

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Generic, Literal, TypeVar, get_args
 
-from sqlmodel import Session
+from sqlmodel import Session, SQLModel
 
-__all__ = ["HOOK_EVENTS", "HookDecorators", "HookEvent", "HookFn", "HookRegistry"]
+__all__ = ["HOOK_EVENTS", "HookDecorators", "HookEvent", "HookFn", "HookRegistry", "ModelRecord"]
 
 ModelT = TypeVar("ModelT")
+ModelRecord = TypeVar("ModelRecord", bound=SQLModel)
+"""vention-storage's name for a table model type (``HookRegistry[ModelRecord]``)."""
 
 HookEvent = Literal[
     "before_insert",

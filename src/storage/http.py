@@ -59,6 +59,7 @@ __all__ = [
     "cancelled_on_disconnect",
     "error_response",
     "file_upload_body",
+    "get_actor",
     "limit_body",
     "method_not_allowed",
     "require_local_client",
@@ -254,6 +255,20 @@ def require_actor(
     if x_user is None or not x_user.strip():
         raise HTTPException(status_code=400, detail="the X-User header is required")
     return _checked_actor(x_user.strip())
+
+
+def get_actor(request: Request) -> str:
+    """vention-storage's actor dependency (``storage.router_model.get_actor``), for an app's own
+    routes: :func:`require_actor` as one function of the request.
+
+    Raises:
+        HTTPException: 400 without an ``X-User`` header (or authenticated identity), 422 when
+            it is longer than :data:`MAX_ACTOR_LENGTH` characters.
+    """
+    try:
+        return require_actor(request, request.headers.get("X-User"))
+    except ValidationError as exc:  # its own routes are not StorageRoutes: answer here
+        raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
 def authenticated_actor(request: Request) -> str | None:

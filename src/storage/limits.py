@@ -13,7 +13,8 @@ transaction from passing the count before the first one commits:
 - SQLite: write transactions are serialized already (``BEGIN IMMEDIATE`` and the in-process
   writer lock of :mod:`storage.database`).
 
-Rows are counted by the database and soft-deleted rows do not count, as in vention-storage.
+Rows are counted by the database and soft-deleted rows do not count (vention-storage counts
+them; see docs/compatibility.md).
 """
 
 from __future__ import annotations

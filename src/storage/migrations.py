@@ -10,7 +10,10 @@ column without a default, a new primary-key column. Columns the database has and
 not are left alone.
 
 A plan with a refusal is never half-applied: :func:`apply_sqlmodel_migrations` raises
-:class:`~storage.errors.MigrationError` before changing anything.
+:class:`~storage.errors.UnsupportedMigrationError` before changing anything; a database error
+while applying is a :class:`~storage.errors.MigrationExecutionError` (the transaction is rolled
+back: on MySQL/MariaDB, whose DDL commits at once, the steps already made stay). Both are
+:class:`~storage.errors.MigrationError`, a ``RuntimeError``, as in vention-storage 0.20.
 """
 
 from __future__ import annotations
@@ -44,12 +47,21 @@ from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
 from storage import database
-from storage.errors import MigrationError
+from storage.errors import (
+    MigrationError,
+    MigrationExecutionError,
+    StorageError,
+    UnsupportedMigrationError,
+    translate_driver_errors,
+)
 
 __all__ = [
+    "MigrationError",
+    "MigrationExecutionError",
     "MigrationPlan",
     "MigrationProblem",
     "MigrationStep",
+    "UnsupportedMigrationError",
     "apply_sqlmodel_migrations",
     "plan_sqlmodel_migrations",
 ]
@@ -64,6 +76,11 @@ class MigrationStep:
     kind: StepKind
     table: str
     name: str | None = None  # the column or index
+
+    @property
+    def description(self) -> str:
+        """The step in words (vention-storage's name for it)."""
+        return str(self)
 
     def __str__(self) -> str:
         if self.kind == "create_table":
@@ -100,6 +117,28 @@ class MigrationPlan:
     def is_empty(self) -> bool:
         """Whether the database already matches the models."""
         return not self.steps and not self.problems
+
+    # vention-storage 0.20 names (its MigrationPlan and MigrationResult).
+    @property
+    def actions(self) -> tuple[MigrationStep, ...]:
+        """The steps, as vention-storage's ``MigrationPlan.actions``."""
+        return tuple(self.steps)
+
+    @property
+    def unsupported_changes(self) -> tuple[MigrationProblem, ...]:
+        """The problems, as vention-storage's ``MigrationPlan.unsupported_changes``."""
+        return tuple(self.problems)
+
+    @property
+    def has_unsupported_changes(self) -> bool:
+        """Whether the plan has problems (``not is_safe``)."""
+        return bool(self.problems)
+
+    @property
+    def applied_actions(self) -> tuple[str, ...]:
+        """Each step described (``"add column machine.note"``), as vention-storage's
+        ``MigrationResult.applied_actions``."""
+        return tuple(str(step) for step in self.steps)
 
 
 def _kind(column_type: TypeEngine[Any]) -> str | None:
@@ -259,26 +298,33 @@ def apply_sqlmodel_migrations(
         tables: only these tables (by name); default every table of ``metadata``.
 
     Raises:
-        MigrationError: the plan has problems; the message names each table and column, and
-            nothing was changed.
+        UnsupportedMigrationError: the plan has problems; the message names each table and
+            column, and nothing was changed.
+        MigrationExecutionError: the database failed while the plan was applied.
     """
     metadata = metadata if metadata is not None else SQLModel.metadata
     engine = engine if engine is not None else database.get_engine()
     plan = plan_sqlmodel_migrations(metadata, engine=engine, tables=tables)
     if plan.problems:
         listed = "; ".join(str(problem) for problem in plan.problems)
-        raise MigrationError(f"auto-migration refused, nothing was changed: {listed}")
+        raise UnsupportedMigrationError(f"auto-migration refused, nothing was changed: {listed}")
     if not plan.steps:
         return plan
     tables = {table.name: table for table in metadata.sorted_tables}
-    with engine.begin() as connection:
-        for step in plan.steps:
-            table = tables[step.table]
-            if step.kind == "create_table":
-                table.create(connection)
-            elif step.kind == "add_column":
-                _add_column(connection, table, table.c[step.name or ""])
-            else:
-                index = next(i for i in table.indexes if i.name == step.name)
-                connection.execute(CreateIndex(index))
+    try:
+        with translate_driver_errors(), engine.begin() as connection:
+            for step in plan.steps:
+                _apply_step(connection, tables[step.table], step)
+    except StorageError as exc:
+        raise MigrationExecutionError(f"auto-migration failed: {exc}") from exc
     return plan
+
+
+def _apply_step(connection: Connection, table: Table, step: MigrationStep) -> None:
+    if step.kind == "create_table":
+        table.create(connection)
+    elif step.kind == "add_column":
+        _add_column(connection, table, table.c[step.name or ""])
+    else:
+        index = next(i for i in table.indexes if i.name == step.name)
+        connection.execute(CreateIndex(index))

@@ -23,7 +23,7 @@ from sqlalchemy import func, select, text
 from sqlmodel import col
 
 from storage import backup, database, diagram, export, importer, restore
-from storage.auditor import AuditLog, as_utc
+from storage.auditor import AuditLog, audit_filters
 from storage.errors import DatabaseUnavailableError, StorageError, ValidationError
 from storage.http import (
     MAX_OFFSET,
@@ -139,19 +139,17 @@ def build_db_router(
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[AuditEntry]:
         """Audit rows matching every filter, newest first; ``X-Total-Count`` counts them all."""
-        conditions: list[Any] = []
-        for column, value in (
-            (AuditLog.component, component),
-            (AuditLog.record_id, record_id),
-            (AuditLog.actor, actor),
-            (AuditLog.operation, operation),
-        ):
-            if value is not None:
-                conditions.append(column == value)
-        if since is not None:
-            conditions.append(AuditLog.timestamp >= _as_utc(since))
-        if until is not None:
-            conditions.append(AuditLog.timestamp < _as_utc(until))
+        try:
+            conditions = audit_filters(
+                component=component,
+                record_id=record_id,
+                actor=actor,
+                operation=operation,
+                since=since,
+                until=until,
+            )
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
         statement = (
             select(AuditLog)
             .where(*conditions)
@@ -268,13 +266,6 @@ def build_db_router(
             openapi_extra=file_upload_body(what),
         )
     return router
-
-
-def _as_utc(moment: datetime) -> datetime:
-    try:
-        return as_utc(moment)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from None
 
 
 def _stamp() -> str:

@@ -41,14 +41,16 @@ from storage.errors import (
     ValidationError,
 )
 from storage.etags import etag_of_bytes, if_match, if_none_match
-from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, require_actor
+from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, get_actor, require_actor
 from storage.limits import RecordCap
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
 from storage.streams import add_change_stream, feed_lifespan
 
-__all__ = ["LIST_PARAMETERS", "build_crud_router"]
+__all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "LIST_PARAMETERS", "build_crud_router", "get_actor"]
 
+DEFAULT_MAX_RECORDS_PER_MODEL = 100
+"""The row cap of :func:`build_crud_router` when none is given (as in vention-storage)."""
 LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
 
 Actor = Annotated[str, Depends(require_actor)]
@@ -107,7 +109,7 @@ _ERRORS = {
 def build_crud_router(
     accessor: ModelAccessor[Any],
     *,
-    max_records: int | None = 100,
+    max_records: int | None = DEFAULT_MAX_RECORDS_PER_MODEL,
     default_limit: int = 100,
     max_limit: int = 1000,
     auth: RouteAuth | None = None,

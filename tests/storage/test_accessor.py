@@ -11,7 +11,7 @@ from sqlmodel import select
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
-from storage.errors import IntegrityConflictError, RecordDeletedError, SoftDeleteNotSupported
+from storage.errors import IntegrityConflictError
 from support.models import Gadget, Recipe, User
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -138,13 +138,24 @@ def test_update_with_the_stored_values_writes_nothing(users: ModelAccessor[User]
     assert seen == ["hook", "event"]
 
 
-def test_save_does_not_undelete(users: ModelAccessor[User]) -> None:
+def test_save_copies_deleted_at_as_vention_storage_does(users: ModelAccessor[User]) -> None:
     alice = users.insert(User(name="Alice"))
     assert users.delete(alice.id)
-    with pytest.raises(RecordDeletedError):
-        users.save(User(id=alice.id, name="Back"))
+    loaded = users.get(alice.id, include_deleted=True)
+    assert loaded is not None
+    loaded.name = "Still deleted"
+    users.save(loaded)
     stored = users.get(alice.id, include_deleted=True)
-    assert stored is not None and stored.deleted_at is not None and stored.name == "Alice"
+    assert stored is not None and stored.deleted_at is not None and stored.name == "Still deleted"
+
+    back = users.save(User(id=alice.id, name="Back"))  # a new instance: deleted_at is None
+    assert back.deleted_at is None and users.get(alice.id) is not None
+    assert [r.operation for r in audit_rows("users")] == [
+        "create",
+        "soft_delete",
+        "update",
+        "update",
+    ]
 
 
 def test_update_partial(users: ModelAccessor[User]) -> None:
@@ -193,7 +204,10 @@ def test_soft_delete_and_restore(users: ModelAccessor[User]) -> None:
     assert users.count() == 0 and users.count(include_deleted=True) == 1
     assert users.all() == [] and len(users.all(include_deleted=True)) == 1
 
-    assert users.delete(alice.id) is False  # already deleted: no second audit row
+    deleted_at = users.get(alice.id, include_deleted=True).deleted_at  # type: ignore[union-attr]
+    assert users.delete(alice.id) is True  # already deleted: it stays so, nothing written
+    assert users.delete_many([alice.id, alice.id, 123456]) == 1
+    assert users.get(alice.id, include_deleted=True).deleted_at == deleted_at  # type: ignore[union-attr]
     assert [r.operation for r in audit_rows("users")] == ["create", "soft_delete"]
 
     assert users.restore(alice.id, actor="sup") is True
@@ -225,8 +239,9 @@ def test_hard_delete(gadgets: ModelAccessor[Gadget]) -> None:
     row = audit_rows("gadgets")[-1]
     assert row.operation == "delete" and row.after is None
     assert row.before is not None and row.before["serial"] == "S1"
-    with pytest.raises(SoftDeleteNotSupported):
-        gadgets.restore(g.id)
+    kept = gadgets.insert(Gadget(serial="S2"))
+    assert gadgets.restore(kept.id) is False  # no deleted_at: nothing to restore
+    assert gadgets.restore(g.id) is False
 
 
 def test_batch_writes(users: ModelAccessor[User], gadgets: ModelAccessor[Gadget]) -> None:
@@ -234,7 +249,7 @@ def test_batch_writes(users: ModelAccessor[User], gadgets: ModelAccessor[Gadget]
     assert all(u.id is not None for u in created)
     ids = [u.id for u in created]
     assert users.delete_many([*ids[:4], ids[0], 999999], actor="batch") == 4
-    assert users.delete_many(ids[:4]) == 0
+    assert users.delete_many(ids[:4]) == 4  # already deleted: counted, nothing written
     assert users.count() == 6
     ops = [r.operation for r in audit_rows("users")]
     assert ops.count("create") == 10 and ops.count("soft_delete") == 4

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import pickle
 import sqlite3
 import threading
 
 import pytest
+from sqlalchemy import exc as sa_exc
 
 from storage import database
 from storage.accessor import ModelAccessor
-from storage.errors import DatabaseBusyError, StorageError, ValidationError, translate
-from support.models import User
+from storage.errors import (
+    ColumnValueError,
+    DatabaseBusyError,
+    DriverError,
+    IntegrityConflictError,
+    StorageError,
+    ValidationError,
+    translate,
+)
+from support.models import Gadget, User
 
 SERVERS = [pytest.param("postgresql", id="postgresql"), pytest.param("mariadb", id="mariadb")]
 
@@ -63,12 +73,60 @@ def test_a_deadlock_is_a_busy_database(backend: str) -> None:
     [
         pytest.param(sqlite3.OperationalError("database is locked"), DatabaseBusyError,
                      id="sqlite-locked"),
-        pytest.param(sqlite3.DataError("string or blob too big"), ValidationError,
+        pytest.param(sqlite3.DataError("string or blob too big"), ColumnValueError,
                      id="sqlite-data"),
-        pytest.param(sqlite3.OperationalError("disk I/O error"), StorageError, id="sqlite-other"),
+        pytest.param(sqlite3.OperationalError("disk I/O error"), DriverError, id="sqlite-other"),
     ],
 )  # fmt: skip
 def test_driver_errors_without_sqlalchemy(error: Exception, expected: type) -> None:
     translated = translate(error)
     assert type(translated) is expected
     assert "SELECT" not in str(translated)
+
+
+@pytest.mark.parametrize(
+    ("error", "ours", "theirs"),
+    [
+        pytest.param(sa_exc.IntegrityError("INSERT INTO t VALUES (?)", ("secret",),
+                                           sqlite3.IntegrityError("UNIQUE constraint failed: t.a")),
+                     IntegrityConflictError, sa_exc.IntegrityError, id="integrity"),
+        pytest.param(sa_exc.OperationalError("INSERT INTO t VALUES (?)", ("secret",),
+                                             sqlite3.OperationalError("database is locked")),
+                     DatabaseBusyError, sa_exc.OperationalError, id="busy"),
+        pytest.param(sa_exc.DataError("INSERT INTO t VALUES (?)", ("secret",),
+                                      sqlite3.DataError("string or blob too big")),
+                     ColumnValueError, sa_exc.DataError, id="data"),
+        pytest.param(sa_exc.ProgrammingError("SELECT x FROM t WHERE y = ?", ("secret",),
+                                             sqlite3.ProgrammingError("no such thing")),
+                     DriverError, sa_exc.DBAPIError, id="other"),
+    ],
+)  # fmt: skip
+def test_translated_errors_are_also_the_sqlalchemy_error(
+    error: sa_exc.DBAPIError, ours: type[StorageError], theirs: type[Exception]
+) -> None:
+    """Code that catches SQLAlchemy's class keeps catching the translation; the message stays
+    ours (no SQL, no parameters), SQLAlchemy's attributes stay SQLAlchemy's."""
+    translated = translate(error)
+    assert type(translated) is ours
+    assert isinstance(translated, theirs) and isinstance(translated, StorageError)
+    for text in (str(translated), repr(translated)):
+        assert "INSERT" not in text and "SELECT" not in text and "secret" not in text
+    assert translated.orig is error.orig
+    assert (translated.statement, translated.params) == (error.statement, error.params)
+    copied = pickle.loads(pickle.dumps(translated))
+    assert type(copied) is ours and str(copied) == str(translated)
+    assert str(ours("only a message")) == "only a message"
+
+
+@pytest.mark.parametrize("backend", SERVERS + [pytest.param("sqlite", id="sqlite")],
+                         indirect=True)  # fmt: skip
+def test_a_constraint_violation_is_caught_as_sqlalchemy_integrity_error(backend: str) -> None:
+    users = ModelAccessor(User, "users")
+    gadgets = ModelAccessor(Gadget, "gadgets")
+    gadgets.insert(Gadget(serial="S1"))
+    with pytest.raises(sa_exc.IntegrityError) as caught, database.transaction():
+        users.insert(User(name="kept only if the block commits"))
+        gadgets.insert(Gadget(serial="S1"))
+    assert isinstance(caught.value, IntegrityConflictError)
+    assert "INSERT" not in str(caught.value)
+    assert users.count() == 0 and gadgets.count() == 1

@@ -19,10 +19,11 @@ from sqlalchemy import (
     insert,
     inspect,
     select,
+    text,
 )
 
 from storage import database
-from storage.errors import MigrationError
+from storage.errors import MigrationError, MigrationExecutionError, UnsupportedMigrationError
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -87,7 +88,11 @@ def test_additive_changes_are_planned_then_applied_with_backfill() -> None:
     ]
     assert columns("mig_machine") == {"id", "name"}  # planning changes nothing
 
-    apply_sqlmodel_migrations(v2)
+    applied = apply_sqlmodel_migrations(v2)
+    # vention-storage 0.20's names for the plan and the result
+    assert applied.applied_actions == tuple(str(step) for step in plan.steps)
+    assert [a.description for a in applied.actions] == list(applied.applied_actions)
+    assert not applied.has_unsupported_changes and applied.unsupported_changes == ()
     assert columns("mig_machine") == {"id", "name", "note", "speed", "enabled", "serviced_at"}
     assert "mig_axis" in inspect(database.get_engine()).get_table_names()
     machine = v2.tables["mig_machine"]
@@ -132,8 +137,9 @@ def test_destructive_or_ambiguous_changes_are_refused(
     change(table)
     plan = plan_sqlmodel_migrations(metadata)
     assert not plan.is_safe
-    with pytest.raises(MigrationError, match="nothing was changed") as info:
+    with pytest.raises(UnsupportedMigrationError, match="nothing was changed") as info:
         apply_sqlmodel_migrations(metadata)
+    assert isinstance(info.value, MigrationError) and isinstance(info.value, RuntimeError)
     assert message in str(info.value)
     assert columns("mig_machine") == {"id", "name"}
 
@@ -149,6 +155,22 @@ def test_type_change_is_refused() -> None:
     )
     with pytest.raises(MigrationError, match=r"mig_machine\.name: type changed"):
         apply_sqlmodel_migrations(metadata)
+
+
+def test_a_step_the_database_fails_is_a_migration_execution_error() -> None:
+    """The plan looks safe (a view is not a table), but CREATE TABLE fails on the name."""
+    engine = database.get_engine()
+    with engine.begin() as connection:
+        connection.execute(text("CREATE VIEW mig_view AS SELECT 1 AS x"))
+    metadata = MetaData()
+    Table("mig_view", metadata, Column("id", Integer, primary_key=True))
+    try:
+        with pytest.raises(MigrationExecutionError, match="auto-migration failed") as info:
+            apply_sqlmodel_migrations(metadata)
+        assert isinstance(info.value, RuntimeError) and "CREATE" not in str(info.value)
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("DROP VIEW mig_view"))
 
 
 def test_columns_only_in_the_database_are_left_alone() -> None:

@@ -80,3 +80,11 @@ class Robot(SQLModel, table=True):
     name: str = Field(max_length=50)
     cell_id: int | None = Field(default=None, foreign_key="cell.id")
     cell: Optional["Cell"] = Relationship(back_populates="robots")
+
+
+class Product(SQLModel, table=True):
+    """The vention-storage README's second model (its "Bootstrap Multiple Models")."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    sku: str = Field(default="", max_length=50)
