@@ -71,9 +71,10 @@ NAMING_CONVENTION: dict[str, str] = {
     # SQLAlchemy's default for indexes, kept so that existing index names still match.
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
     "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
+    # No "ck": a check constraint without a name and columns (CHECK (speed > 0)) has nothing
+    # to be named after, and SQLAlchemy refuses to create it under such a convention.
 }
 """Names for the constraints Alembic creates from now on (``fk_user_team_id_team``).
 
