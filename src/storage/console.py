@@ -1,9 +1,10 @@
 """The operator console: a web page at ``/console`` for the people at the machine.
 
 The page is plain HTML, CSS and JavaScript modules shipped beside this module, in
-``console_assets`` (no build step, no CDN, nothing fetched from elsewhere), so it works offline. It talks only to the app's own HTTP
-API, which it discovers from ``/openapi.json``: every change it makes is authorised, audited and
-conditional exactly as any other client's (see ``docs/console.md``).
+``console_assets`` (no build step, no CDN, nothing fetched from elsewhere), so it works
+offline. It talks only to the app's own HTTP API, which it discovers from ``/openapi.json``:
+every change it makes is authorised, audited and conditional like any other client's (see
+``docs/console.md``).
 """
 
 from __future__ import annotations

@@ -100,7 +100,7 @@ export async function renderProgram(main, name, templateName, info, signal) {
     h("h1", {}, name ? `Program ${name}` : `New ${template.title ?? template.name} program`),
     h("p", {class: "hint"}, `Template ${template.name}${template.description ? `: ${template.description}` : ""}`),
     program && !program.valid ? h("p", {class: "message warn"}, `This program no longer matches its template: ${JSON.stringify(program.validation_errors)}`) : null,
-    h("form", {class: "record", "aria-label": "Program", onsubmit: submit},
+    h("form", {class: "record", novalidate: true, "aria-label": "Program", onsubmit: submit},
       name ? null : field("Program name", nameInput, "Letters, digits, _ . -"),
       form.element,
       allowed(WRITE) ? h("button", {type: "submit", class: "primary"}, name ? "Save" : "Store program") : null),

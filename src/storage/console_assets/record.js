@@ -16,6 +16,7 @@ export async function renderRecord(main, component, key, info, signal) {
   const formSlot = h("div");
   const buttons = h("div", {class: "actions"});
   const history = h("div", {class: "history"});
+  const live = h("span", {class: "live", role: "status"});
 
   async function load() {
     const response = await request("GET", path(component, key),
@@ -31,7 +32,7 @@ export async function renderRecord(main, component, key, info, signal) {
 
   function renderForm() {
     form = schemaForm(component.read, record, {readOnly: editable()});
-    fill(formSlot, h("form", {class: "record", "aria-label": "Record", onsubmit: (event) => {
+    fill(formSlot, h("form", {class: "record", novalidate: true, "aria-label": "Record", onsubmit: (event) => {
       event.preventDefault();
       save(changes());
     }}, form.element,
@@ -137,27 +138,42 @@ export async function renderRecord(main, component, key, info, signal) {
   await load();
   fill(main,
     h("p", {}, h("a", {href: `#/data/${component.name}`}, `← All ${component.name}`)),
-    h("h1", {}, `${component.name} ${key}`), status, conflict, formSlot, buttons, history);
+    h("h1", {}, `${component.name} ${key}`), component.changes ? live : null, status, conflict,
+    formSlot, buttons, history);
   renderForm();
   await loadHistory();
 
+  function changedBy(actor, operation) {
+    if (Object.keys(changes()).length) {
+      fill(status, h("p", {class: "message warn"}, `${actor} changed this record (${operation}). Saving will show both versions.`));
+      loadHistory();
+      return;
+    }
+    fill(status, h("p", {class: "message"}, `${actor} changed this record (${operation}); showing it.`));
+    refresh().catch((error) => notify(explain(error), "error"));
+  }
+
+  // The stream starts when it opens: a change made before that is found by comparing ETags.
+  async function caughtUp() {
+    live.textContent = "Live";
+    live.className = "live on";
+    const response = await request("GET", path(component, key), {query: {include_deleted: component.softDelete || null}});
+    if (response.headers.get("ETag") !== etag) changedBy("Someone", "update");
+  }
+
   if (component.changes) {
-    follow(`/${component.name}/changes`, {signal, kind: `${component.name}:read`, onEvent: async (event) => {
-      let change;
-      try {
-        change = JSON.parse(event.data);
-      } catch {
-        return;
-      }
-      if (String(change.record_id) !== String(key)) return;
-      if (Object.keys(changes()).length) {
-        fill(status, h("p", {class: "message warn"}, `${change.actor} changed this record (${change.operation}). Saving will show both versions.`));
-        loadHistory();
-        return;
-      }
-      fill(status, h("p", {class: "message"}, `${change.actor} changed this record (${change.operation}); showing it.`));
-      refresh().catch((error) => notify(explain(error), "error"));
-    }});
+    follow(`/${component.name}/changes`, {signal, kind: `${component.name}:read`,
+      onOpen: () => caughtUp().catch(() => {}),
+      onError: (error) => { live.textContent = `Not live: ${explain(error)}`; live.className = "live off"; },
+      onEvent: (event) => {
+        let change;
+        try {
+          change = JSON.parse(event.data);
+        } catch {
+          return;
+        }
+        if (String(change.record_id) === String(key)) changedBy(change.actor, change.operation);
+      }});
   }
 }
 
@@ -182,7 +198,7 @@ export async function renderCreate(main, component, info, signal) {
   fill(main,
     h("p", {}, h("a", {href: `#/data/${component.name}`}, `← All ${component.name}`)),
     h("h1", {}, `New ${component.name} record`),
-    h("form", {class: "record", "aria-label": "New record", onsubmit: async (event) => {
+    h("form", {class: "record", novalidate: true, "aria-label": "New record", onsubmit: async (event) => {
       event.preventDefault();
       form.clearErrors();
       try {
