@@ -71,7 +71,7 @@ async function toError(response, kind) {
   } catch {
     detail = response.statusText;
   }
-  if ((response.status === 401 || response.status === 403) && kind) {
+  if ((response.status === 401 || response.status === 403) && kind && !denied.has(kind)) {
     denied.set(kind, typeof detail === "string" ? detail : describe(detail));
     document.dispatchEvent(new CustomEvent("console:denied", {detail: kind}));
   }

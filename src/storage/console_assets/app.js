@@ -89,6 +89,7 @@ function setUpLogin() {
 document.addEventListener("console:denied", () => {
   const reasons = [...new Set(denied.values())].join("; ");
   notify(`Some actions are not offered: the server refused them (${reasons}).`, "error");
+  show();  // again, without what was refused
 });
 
 async function start() {

@@ -92,7 +92,7 @@ export async function renderRun(main, id, info, signal) {
     if (seen.has(key)) return;
     seen.add(key);
     const atBottom = output.scrollTop + output.clientHeight >= output.scrollHeight - 4;
-    output.append(h("span", {class: `line ${line.stream}`}, `${line.text.replace(/\n$/, "")}\n`));
+    output.append(h("span", {class: `line-${line.stream}`}, `${line.text.replace(/\n$/, "")}\n`));
     if (atBottom) output.scrollTop = output.scrollHeight;
   }
 
