@@ -51,6 +51,8 @@ def test_browse_filter_sort_page_and_pick_columns(console: Console, server: Serv
     page.get_by_role("checkbox", name="location").uncheck()
     expect(page.locator("table.records thead th")).to_have_count(2)
     assert console.fits()
+    assert console.small_targets() == []
+    assert page.get_by_label("Value").evaluate("(item) => item.labels.length") == 1
     console.screenshot("data-table")
     page.get_by_role("checkbox", name="location").check()
 
@@ -133,6 +135,7 @@ def test_store_start_watch_and_stop_a_program(console: Console, server: Server) 
     output = page.get_by_role("log", name="Output")
     expect(output).to_contain_text("conveyor step 3 of 200", timeout=15_000)
     expect(page.locator("#run-status")).to_have_text("running")
+    assert console.small_targets() == []
     console.screenshot("run")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator("#run-status")).to_have_text("cancelled", timeout=15_000)

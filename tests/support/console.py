@@ -32,3 +32,14 @@ class Console:
         """No horizontal scrolling at 1280 px."""
         width: int = self.page.evaluate("document.documentElement.scrollWidth")
         return width <= 1280
+
+    def small_targets(self) -> list[str]:
+        """Visible buttons, links styled as buttons and form controls under 44 px high."""
+        found: list[str] = self.page.evaluate(
+            """() => [...document.querySelectorAll(
+                  "button, .button, select, input:not([type=checkbox]), nav a")]
+                .filter((item) => item.offsetParent !== null)
+                .filter((item) => item.getBoundingClientRect().height < 44)
+                .map((item) => item.outerHTML.slice(0, 80))"""
+        )
+        return found
