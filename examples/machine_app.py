@@ -6,14 +6,16 @@ defaults to ``sqlite:///./machine_app.db``.
 
 It shows: related models with foreign keys, soft delete (cells and machines) next to hard
 delete (tools), a validation hook, a hook that fills in a column, an after-commit listener, the
-program store of ``examples/robot_app`` (templates, stored programs, runs under ``/api/v2``),
-and one ``bootstrap()`` call that serves it all over HTTP with an audit log; ``/live`` is a
-page that shows every committed write as it happens (``examples/live.html``).
+program store of ``examples/robot_app`` (templates, stored programs, runs under ``/api/v2``)
+plus a conveyor program that takes its time, and one ``bootstrap()`` call that serves it all
+over HTTP with an audit log and the operator console at ``/console`` (``/`` leads there);
+``/live`` is a page that shows every committed write as it happens (``examples/live.html``).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 from datetime import datetime
@@ -22,9 +24,11 @@ from pathlib import Path
 import uvicorn
 from examples.robot_app.app import seed_programs
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
+from pydantic import Field as Parameter
 from sqlmodel import Field, Session, SQLModel
 
+from programs import BaseProgramModel, ProgramRegistry, program
 from storage import Change, ModelAccessor, bootstrap
 
 logger = logging.getLogger("machine_app")
@@ -91,6 +95,31 @@ def log_machine_changes(changes: list[Change]) -> None:
         logger.info("machine %s: %s", change.values.get("serial"), change.operation)
 
 
+class ConveyorJog(BaseProgramModel):
+    """How far to jog the conveyor, and how fast."""
+
+    steps: int = Parameter(default=20, ge=1, le=10_000, description="Steps to move.")
+    step_seconds: float = Parameter(default=0.5, gt=0, le=10, description="Seconds per step.")
+
+
+@program(name="conveyor_jog", model=ConveyorJog, title="Jog the conveyor", version="1.0")
+async def conveyor_jog(params: ConveyorJog) -> int:
+    """Move the conveyor step by step, printing each step: a run to watch and to stop."""
+    for step in range(1, params.steps + 1):
+        print(f"conveyor step {step} of {params.steps}", flush=True)
+        await asyncio.sleep(params.step_seconds)
+    return params.steps
+
+
+def program_registry() -> ProgramRegistry:
+    """The robot app's templates, the installed ones, and the conveyor's."""
+    registry = ProgramRegistry()
+    registry.discover(PROGRAM_PACKAGE)
+    registry.load_entry_points()
+    registry.add(conveyor_jog)
+    return registry
+
+
 def create_app(database_url: str | None = None) -> FastAPI:
     """Build the app: one call wires the database, the CRUD routers and the /db router."""
     app = FastAPI(title="Machine app", description="machine-storage example")
@@ -101,9 +130,15 @@ def create_app(database_url: str | None = None) -> FastAPI:
         create_tables=True,
         auto_migrate=True,
         max_records_per_model=1000,
-        programs=[PROGRAM_PACKAGE],
+        programs=program_registry(),
+        console=True,
     )
     seed_programs(app.state.programs)
+
+    @app.get("/", include_in_schema=False)
+    def home() -> RedirectResponse:
+        """The operator console (docs/console.md)."""
+        return RedirectResponse("console/")
 
     @app.get("/live", include_in_schema=False)
     def live() -> FileResponse:
@@ -121,7 +156,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO)
     app = create_app()
     print(
-        f"Machine app on http://{args.host}:{args.port}  (API docs: /docs, live changes: /live)",
+        f"Machine app on http://{args.host}:{args.port}  (console: /console, API docs: /docs)",
         flush=True,
     )
     uvicorn.run(app, host=args.host, port=args.port)

@@ -75,6 +75,7 @@ def bootstrap(
     extensions: Iterable[Callable[[FastAPI | None], None]] = (),
     sqlite_synchronous: str | None = None,
     offline_docs: bool = True,
+    console: bool | str = False,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -101,6 +102,8 @@ def bootstrap(
             from the installed package, so they work without internet (see
             :func:`storage.apidocs.serve_docs_offline`); ``False`` leaves FastAPI's pages, which
             load them from a CDN.
+        console: serve the operator console (see :func:`storage.console.mount_console`):
+            ``True`` at ``/console``, a string at that path.
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
@@ -147,3 +150,7 @@ def bootstrap(
         )
     if enable_db_router:
         app.include_router(build_db_router(auth=router_options.get("auth")))
+    if console:
+        from storage.console import mount_console
+
+        mount_console(app, console if isinstance(console, str) else "/console")
