@@ -404,6 +404,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         befores: Sequence[dict[str, Any] | None],
         afters: Sequence[dict[str, Any] | None],
     ) -> None:
+        changes.tally(session, "write", self.component, operation, len(objs))
         if not self.enable_auditing or not objs:
             return
         now = utcnow()

@@ -47,6 +47,7 @@ Operation = Literal["create", "update", "delete"]
 _PENDING = "storage.pending_changes"
 _COMMITTED = "storage.committed_changes"
 _AUDITED = "storage.audited"
+_TALLY = "storage.tally"
 
 RESET = "reset"
 """The operation of the event that says the audit log was replaced (a restore)."""
@@ -148,16 +149,18 @@ def record(session: Session, subscriber: _Subscriber, changes: list[Change]) -> 
     pending.extend((subscriber, change) for change in changes)
 
 
-def pending_mark(session: Session) -> int:
+def pending_mark(session: Session) -> tuple[int, int]:
     """Return a mark to :func:`discard_since` if the work after it is rolled back."""
-    return len(session.info.get(_PENDING, ()))
+    return len(session.info.get(_PENDING, ())), len(session.info.get(_TALLY, ()))
 
 
-def discard_since(session: Session, mark: int) -> None:
-    """Forget changes recorded after ``mark`` (their savepoint was rolled back)."""
-    pending = session.info.get(_PENDING)
-    if pending is not None:
-        del pending[mark:]
+def discard_since(session: Session, mark: tuple[int, int]) -> None:
+    """Forget changes (and tallied rows) recorded after ``mark`` (their savepoint was rolled
+    back)."""
+    for key, length in zip((_PENDING, _TALLY), mark, strict=True):
+        recorded = session.info.get(key)
+        if recorded is not None:
+            del recorded[length:]
 
 
 def take_committed(session: Session) -> list[tuple[_Subscriber, Change]]:
@@ -249,6 +252,46 @@ def mark_audited(session: Session) -> None:
     session.info[_AUDITED] = True
 
 
+Tally = tuple[str, str, str, int]
+"""What a transaction wrote: ``(kind, component, operation, rows)``; kind ``"write"`` (rows an
+accessor wrote) or ``"audit"`` (audit rows)."""
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[list[Tally]], None]] = []
+
+
+_counters = _Counters()
+
+
+def on_committed_tally(fn: Callable[[list[Tally]], None]) -> None:
+    """Call ``fn(tallies)`` (quickly, without raising) after each commit in this process that
+    wrote rows, with what it wrote (see :data:`Tally`); for metrics. Until a function is
+    registered, writes tally nothing."""
+    _counters.callbacks.append(fn)
+
+
+def off_committed_tally(fn: Callable[[list[Tally]], None]) -> None:
+    """Stop calling ``fn`` (see :func:`on_committed_tally`); unknown functions are ignored."""
+    try:
+        _counters.callbacks.remove(fn)
+    except ValueError:
+        pass
+
+
+def counting() -> bool:
+    """Whether anybody listens for tallies (see :func:`on_committed_tally`)."""
+    return bool(_counters.callbacks)
+
+
+def tally(session: Session, kind: str, component: str, operation: str, rows: int) -> None:
+    """Count ``rows`` written in ``session``'s transaction, reported once it commits (a no-op
+    while nobody listens, so writes pay nothing for metrics that are off)."""
+    if _counters.callbacks:
+        session.info.setdefault(_TALLY, []).append((kind, component, operation, rows))
+
+
 class _Wakers:
     def __init__(self) -> None:
         self.callbacks: list[Callable[[], None]] = []
@@ -288,9 +331,15 @@ def _after_commit(session: Session) -> None:
         session.info.setdefault(_COMMITTED, []).extend(pending)
     if session.info.pop(_AUDITED, False):
         call_listeners(list(_wakers.callbacks))
+    if not session.in_nested_transaction():  # a savepoint released: its outer one may roll back
+        tallies = session.info.pop(_TALLY, None)
+        if tallies:
+            call_listeners(list(_counters.callbacks), tallies)
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
     session.info.pop(_PENDING, None)
     session.info.pop(_AUDITED, None)
+    if not session.in_nested_transaction():  # a savepoint's rows go by discard_since
+        session.info.pop(_TALLY, None)
