@@ -17,6 +17,7 @@ The tree::
     ├── DatabaseUnavailableError (the database cannot be reached at all)
     ├── MissingDependencyError  (an optional package or program is not installed)
     ├── MigrationError          (an auto-migration that would destroy or guess)
+    ├── SchemaDriftError        (the database's tables differ from the models)
     ├── RestoreError            (a backup file that cannot be restored)
     └── OperationCancelledError (long work stopped because its client went away)
 
@@ -47,6 +48,7 @@ __all__ = [
     "RecordDeletedError",
     "RecordLimitError",
     "RestoreError",
+    "SchemaDriftError",
     "SoftDeleteNotSupported",
     "StorageError",
     "ValidationError",
@@ -114,6 +116,11 @@ class MissingDependencyError(StorageError):
 
 class MigrationError(StorageError):
     """An automatic migration was refused because it would lose data or need a decision."""
+
+
+class SchemaDriftError(StorageError):
+    """The database's tables differ from the models (a missing table or column, a changed
+    type): the app is not ready to serve."""
 
 
 class RestoreError(StorageError):
