@@ -51,7 +51,7 @@ class _RunsCollector:
         statement = select(col(ProgramRun.status), func.count()).group_by(col(ProgramRun.status))
         try:
             with database.read_session() as session:
-                counts = dict(session.execute(statement).tuples().all())
+                counts = {status: count for status, count in session.execute(statement)}
         except StorageError as exc:
             logger.warning("runs by status not read for the metrics: %s", exc)
             return
