@@ -5,6 +5,7 @@ Usage::
     .venv/bin/python bench/accessor.py                      # a temporary SQLite file
     .venv/bin/python bench/accessor.py --url postgresql+psycopg://postgres@127.0.0.1/test
     .venv/bin/python bench/accessor.py --synchronous NORMAL    # SQLite's faster, less durable mode
+    .venv/bin/python bench/accessor.py --metrics               # with Prometheus metrics on
 
 Objects and parameter lists are built before each clock starts. Targets on SQLite: audited
 ``insert_many`` at least 1/10 of unaudited Core ``executemany``; single audited inserts at
@@ -14,6 +15,7 @@ least 1,500 rows/s.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -70,7 +72,18 @@ def main() -> None:
     parser.add_argument(
         "--synchronous", default="FULL", help="SQLite PRAGMA synchronous (FULL, the default)"
     )
+    parser.add_argument(
+        "--metrics", action="store_true", help="count writes and waits as an app with metrics does"
+    )
     args = parser.parse_args()
+    metrics = None
+    if args.metrics:
+        # This folder's http.py would shadow the standard library's for FastAPI.
+        here = str(Path(__file__).resolve().parent)
+        sys.path[:] = [entry for entry in sys.path if str(Path(entry).resolve()) != here]
+        from storage.metrics import StorageMetrics
+
+        metrics = StorageMetrics()
     workdir = tempfile.TemporaryDirectory()
     url = args.url or f"sqlite:///{Path(workdir.name) / 'bench.db'}"
 
@@ -127,6 +140,9 @@ def main() -> None:
     for label, n, ours_rate, core_rate in results:
         ratio = ours_rate / core_rate
         print(f"{label:44} {n:>8} {ours_rate:>12,.0f} {core_rate:>16,.0f} {ratio:>6.2f}")
+    if metrics is not None:
+        counted = metrics.writes.labels("bench", "create")._value.get()
+        print(f"metrics on: {counted:,.0f} writes counted")
     database.get_database().dispose()
     workdir.cleanup()
 

@@ -39,6 +39,7 @@ from programs.tables import (
 )
 from storage import changes, database
 from storage.http import ANONYMOUS_ACTOR, RouteAuth
+from storage.metrics import metrics_of
 from storage.migrations import apply_sqlmodel_migrations
 
 if TYPE_CHECKING:
@@ -140,6 +141,11 @@ class ProgramsExtension:
                 )
                 app.include_router(runs)  # its lifespan starts and stops the runner
                 app.state.runner = self.runner
+            metrics = metrics_of(app)
+            if metrics is not None:
+                from programs.metrics import add_run_metrics  # needs prometheus-client
+
+                add_run_metrics(metrics, self.runner)
 
     def _create_tables(self) -> None:
         models = (*_TABLES, *_RUN_TABLES) if self._runner_choice is not False else _TABLES

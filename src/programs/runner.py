@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -37,6 +38,7 @@ from programs.store import ProgramStore
 from programs.tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.template import Template
 from storage.auditor import to_json_safe, utcnow
+from storage.listeners import call_listeners
 
 __all__ = ["Runner"]
 
@@ -57,6 +59,7 @@ class _Job:
         self.stop_requested_at: datetime | None = None
         self.stop_reason = ""
         self.finishing = False
+        self.began = time.monotonic()
 
     def request_stop(self, actor: str, reason: str, requested_at: datetime | None = None) -> None:
         # Cancel the task once, and not once it records the end: a cancel then would cut the
@@ -104,12 +107,18 @@ class Runner:
         self._coordinator: Coordinator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
+        self._finished_listeners: list[Callable[[str, float], None]] = []
 
     def __repr__(self) -> str:
         return (
             f"Runner({self.backend!r}, cell={self.config.cell!r}, "
             f"max_concurrent={self.config.max_concurrent}, execute={self.config.execute})"
         )
+
+    def on_run_finished(self, fn: Callable[[str, float], None]) -> None:
+        """Call ``fn(status, seconds)`` (quickly) when a run this process executed has ended
+        and its end is recorded: its final status and how long it ran."""
+        self._finished_listeners.append(fn)
 
     @property
     def started(self) -> bool:
@@ -431,6 +440,8 @@ class Runner:
             )
             if recorded:
                 logger.info("run %d %s", job.run_id, status.value)
+                seconds = time.monotonic() - job.began
+                call_listeners(list(self._finished_listeners), status.value, seconds)
             else:
                 logger.error(
                     "run %d ended %s, but another process had ended it", job.run_id, status

@@ -338,12 +338,14 @@ class ModelAccessor(HookDecorators[ModelT]):
             return
         # Inside a caller's transaction a savepoint keeps a failed write (a hook that raised)
         # from being committed with the rest if the caller catches the error and carries on.
+        mark = changes.tally_mark(current)
         with translate_driver_errors():
             savepoint = current.begin_nested()
             try:
                 yield current
             except BaseException:
                 savepoint.rollback()
+                changes.discard_tallies_since(current, mark)
                 raise
             savepoint.commit()
 
@@ -394,6 +396,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         befores: Sequence[dict[str, Any] | None],
         afters: Sequence[dict[str, Any] | None],
     ) -> None:
+        changes.tally(session, "write", self.component, operation, len(objs))
         if not self.enable_auditing or not objs:
             return
         now = utcnow()

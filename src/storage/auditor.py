@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import math
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -176,6 +177,10 @@ def write_audit_rows(session: Session, rows: Iterable[dict[str, Any]]) -> None:
         # Core on the session's connection: no ORM bookkeeping for rows nobody loads back.
         session.connection().execute(_AUDIT_INSERT, batch)
         changes.mark_audited(session)
+        if changes.counting():
+            counts = Counter((row["component"], row["operation"]) for row in batch)
+            for (component, operation), written in counts.items():
+                changes.tally(session, "audit", component, operation, written)
 
 
 def audit_operation(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,12 @@ from sqlmodel import SQLModel
 from storage import database, restore
 from storage.accessor import ModelAccessor
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
+from storage.readiness import SchemaCheck
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from storage.metrics import StorageMetrics
 
 __all__ = ["bootstrap", "prepare_database"]
 
@@ -76,6 +80,7 @@ def bootstrap(
     sqlite_synchronous: str | None = None,
     offline_docs: bool = True,
     console: bool | str = False,
+    metrics: bool | StorageMetrics = False,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -104,12 +109,16 @@ def bootstrap(
             load them from a CDN.
         console: serve the operator console (see :func:`storage.console.mount_console`):
             ``True`` at ``/console``, a string at that path.
+        metrics: serve Prometheus metrics at ``/metrics`` (needs the ``metrics`` extra);
+            ``True`` measures into a new :class:`storage.metrics.StorageMetrics`, or pass one
+            (see docs/metrics.md). ``PROMETHEUS_MULTIPROC_DIR`` set: summed over workers.
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
     Raises:
         ConfigurationError: the database is already in use with another URL.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
+        MissingDependencyError: ``metrics`` without prometheus-client installed.
     """
     accessors = list(accessors)
     extensions = list(extensions)
@@ -132,6 +141,8 @@ def bootstrap(
         auto_migrate=auto_migrate,
         sqlite_synchronous=sqlite_synchronous,
     )
+    if app is not None and metrics is not False:
+        _serve_metrics(app, metrics, router_options.get("auth"))
     for extension in extensions:
         extension(app)
     if app is None:
@@ -149,8 +160,18 @@ def bootstrap(
             build_crud_router(accessor, max_records=max_records_per_model, **router_options)
         )
     if enable_db_router:
-        app.include_router(build_db_router(auth=router_options.get("auth")))
+        schema = SchemaCheck()
+        schema.refresh()  # at startup, once every table exists: /db/ready reads the result
+        app.include_router(build_db_router(auth=router_options.get("auth"), schema_check=schema))
     if console:
         from storage.console import mount_console
 
         mount_console(app, console if isinstance(console, str) else "/console")
+
+
+def _serve_metrics(app: FastAPI, metrics: bool | StorageMetrics, auth: Any) -> None:
+    from storage.metrics import StorageMetrics, install
+
+    if not isinstance(metrics, StorageMetrics):
+        metrics = StorageMetrics(multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    install(app, metrics, dependencies=list(auth.read) if auth is not None else ())

@@ -59,6 +59,7 @@ __all__ = [
 logger = logging.getLogger("storage.changes")
 
 _AUDITED = "storage.audited"
+_TALLY = "storage.tally"
 
 RESET = "reset"
 """The operation of the event that says the audit log was replaced (a restore)."""
@@ -131,6 +132,18 @@ class ChangeEvent:
 RestoreListener = Callable[[], None]
 
 
+def tally_mark(session: Session) -> int:
+    """A mark to :func:`discard_tallies_since` if the writes after it are rolled back."""
+    return len(session.info.get(_TALLY, ()))
+
+
+def discard_tallies_since(session: Session, mark: int) -> None:
+    """Forget the rows tallied after ``mark`` (their savepoint was rolled back)."""
+    tallies = session.info.get(_TALLY)
+    if tallies is not None:
+        del tallies[mark:]
+
+
 class _RestoreListeners:
     def __init__(self) -> None:
         self.listeners: list[RestoreListener] = []
@@ -196,6 +209,46 @@ def mark_audited(session: Session) -> None:
     session.info[_AUDITED] = True
 
 
+Tally = tuple[str, str, str, int]
+"""What a transaction wrote: ``(kind, component, operation, rows)``; kind ``"write"`` (rows an
+accessor wrote) or ``"audit"`` (audit rows)."""
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self.callbacks: list[Callable[[list[Tally]], None]] = []
+
+
+_counters = _Counters()
+
+
+def on_committed_tally(fn: Callable[[list[Tally]], None]) -> None:
+    """Call ``fn(tallies)`` (quickly, without raising) after each commit in this process that
+    wrote rows, with what it wrote (see :data:`Tally`); for metrics. Until a function is
+    registered, writes tally nothing."""
+    _counters.callbacks.append(fn)
+
+
+def off_committed_tally(fn: Callable[[list[Tally]], None]) -> None:
+    """Stop calling ``fn`` (see :func:`on_committed_tally`); unknown functions are ignored."""
+    try:
+        _counters.callbacks.remove(fn)
+    except ValueError:
+        pass
+
+
+def counting() -> bool:
+    """Whether anybody listens for tallies (see :func:`on_committed_tally`)."""
+    return bool(_counters.callbacks)
+
+
+def tally(session: Session, kind: str, component: str, operation: str, rows: int) -> None:
+    """Count ``rows`` written in ``session``'s transaction, reported once it commits (a no-op
+    while nobody listens, so writes pay nothing for metrics that are off)."""
+    if _counters.callbacks:
+        session.info.setdefault(_TALLY, []).append((kind, component, operation, rows))
+
+
 class _Wakers:
     def __init__(self) -> None:
         self.callbacks: list[Callable[[], None]] = []
@@ -233,9 +286,14 @@ def _before_commit(session: Session) -> None:
 def _after_commit(session: Session) -> None:
     if not session.in_nested_transaction() and session.info.pop(_AUDITED, False):
         call_listeners(list(_wakers.callbacks))
+    if not session.in_nested_transaction():  # a savepoint released: its outer one may roll back
+        tallies = session.info.pop(_TALLY, None)
+        if tallies:
+            call_listeners(list(_counters.callbacks), tallies)
 
 
 @event.listens_for(Session, "after_rollback")
 def _after_rollback(session: Session) -> None:
-    if not session.in_nested_transaction():
+    if not session.in_nested_transaction():  # a savepoint's rows go by discard_tallies_since
         session.info.pop(_AUDITED, None)
+        session.info.pop(_TALLY, None)

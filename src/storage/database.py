@@ -33,6 +33,7 @@ from storage.errors import (
     translate,
     translate_driver_errors,
 )
+from storage.pool import TimedQueuePool, timed_wait
 from storage.prepared import PreparedRead
 
 __all__ = [
@@ -229,8 +230,8 @@ class Database:
         if url.get_backend_name() == "sqlite":
             in_memory = url.database in _IN_MEMORY
             options["connect_args"] = {"check_same_thread": False, "timeout": self._busy_timeout}
-            if in_memory:
-                options["poolclass"] = StaticPool
+            # Timed, to report waits for a connection; a memory database has one connection.
+            options["poolclass"] = StaticPool if in_memory else TimedQueuePool
             options.update(self._engine_options)
             engine = create_engine(url, **options)
             _configure_sqlite(
@@ -241,6 +242,7 @@ class Database:
             )
             return engine
         options["pool_pre_ping"] = True
+        options["poolclass"] = TimedQueuePool
         # A statement waits for another transaction's lock at most busy_timeout, as on SQLite.
         driver = url.get_driver_name()
         if url.get_backend_name() in ("mysql", "mariadb"):
@@ -424,7 +426,9 @@ class Database:
 
     @contextmanager
     def _timed_writer_lock(self) -> Iterator[None]:
-        if not self._writer_lock.acquire(timeout=self._busy_timeout):
+        with timed_wait("writer"):
+            acquired = self._writer_lock.acquire(timeout=self._busy_timeout)
+        if not acquired:
             raise DatabaseBusyError(
                 f"another write has held the database for over {self._busy_timeout:g} s; try again"
             )

@@ -21,6 +21,7 @@ The tree::
     ├── MigrationError          (also a RuntimeError)
     │   ├── UnsupportedMigrationError (an auto-migration that would destroy or guess)
     │   └── MigrationExecutionError   (the database failed while applying one)
+    ├── SchemaDriftError        (the database's tables differ from the models)
     ├── RestoreError            (a backup file that cannot be restored)
     └── OperationCancelledError (long work stopped because its client went away)
 
@@ -60,6 +61,7 @@ __all__ = [
     "RecordDeletedError",
     "RecordLimitError",
     "RestoreError",
+    "SchemaDriftError",
     "SoftDeleteNotSupported",
     "StorageError",
     "UnsupportedMigrationError",
@@ -187,6 +189,11 @@ class UnsupportedMigrationError(MigrationError):
 
 class MigrationExecutionError(MigrationError):
     """The database failed while an automatic migration was being applied."""
+
+
+class SchemaDriftError(StorageError):
+    """The database's tables differ from the models (a missing table or column, a changed
+    type): the app is not ready to serve."""
 
 
 class RestoreError(StorageError):

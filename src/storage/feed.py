@@ -25,7 +25,8 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ from storage.watermark import highest_id
 if TYPE_CHECKING:
     from storage.database import Database
 
-__all__ = ["ChangeFeed", "close_all", "get_feed", "use_feed"]
+__all__ = ["ChangeFeed", "close_all", "get_feed", "subscribers", "use_feed"]
 
 logger = logging.getLogger("storage.feed")
 
@@ -77,6 +78,7 @@ class ChangeFeed:
         self._floor = 0  # every event with floor < id <= head is in _events
         self._head = 0
         self._epoch = 0  # bumped by a reset
+        self._subscribers = 0
         self._pulses: dict[asyncio.AbstractEventLoop, asyncio.Event] = {}
         self._tail = AuditTail(
             self._db,
@@ -94,6 +96,11 @@ class ChangeFeed:
     def database(self) -> Database:
         """The database whose audit log it follows."""
         return self._db
+
+    @property
+    def subscribers(self) -> int:
+        """How many streams of this process follow the feed now."""
+        return self._subscribers
 
     @property
     def head(self) -> int:
@@ -159,6 +166,27 @@ class ChangeFeed:
         """What :meth:`subscribe` gives, a batch at a time: every event there is to send at
         once (what a server writes to a client in one go). With ``idle``, an empty batch after
         that many seconds without events (time for a keep-alive)."""
+        with self._lock:
+            self._subscribers += 1
+        try:
+            async with aclosing(
+                self._batches(after, components, operations, follow=follow, idle=idle)
+            ) as batches:
+                async for batch in batches:
+                    yield batch
+        finally:
+            with self._lock:
+                self._subscribers -= 1
+
+    async def _batches(
+        self,
+        after: int | None,
+        components: Iterable[str],
+        operations: Iterable[str],
+        *,
+        follow: bool,
+        idle: float | None,
+    ) -> AsyncGenerator[list[ChangeEvent]]:
         wanted = _Filter(frozenset(components), frozenset(operations))
         head = await self.position()
         epoch = self._epoch
@@ -337,6 +365,11 @@ def use_feed(feed: ChangeFeed) -> ChangeFeed:
     if previous is not None and previous is not feed:
         previous.close()
     return feed
+
+
+def subscribers() -> int:
+    """How many streams follow a change feed in this process, over every database."""
+    return sum(feed.subscribers for feed in list(_feeds.values()))
 
 
 def _default_database() -> Database:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import IO, Annotated, Any
+from typing import IO, Annotated, Any, ClassVar
 
 from fastapi import Header, HTTPException, Request, Response
 from fastapi.dependencies.utils import get_flat_params
@@ -40,6 +40,7 @@ from storage.errors import (
     PayloadTooLargeError,
     PreconditionFailedError,
     RestoreError,
+    SchemaDriftError,
     StorageError,
     ValidationError,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MAX_OFFSET",
     "STATUS_BY_ERROR",
     "ANONYMOUS_ACTOR",
+    "AdminRoute",
     "ErrorBody",
     "RouteAuth",
     "StorageRoute",
@@ -81,6 +83,7 @@ STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
     (DatabaseBusyError, 503),
     (DatabaseUnavailableError, 503),
     (MissingDependencyError, 503),
+    (SchemaDriftError, 503),
     # nginx's "client closed request": nobody reads it, the access log shows why it ended.
     (OperationCancelledError, 499),
 )
@@ -125,6 +128,10 @@ class StorageRoute(APIRoute):
     body of each error status it declares (``{"detail": ...}``, :class:`ErrorBody`; for 422
     :class:`ValidationErrorBody`)."""
 
+    kind: ClassVar[str | None] = None
+    """What the route does, for metrics: ``None`` lets its method and response decide
+    (``read``, ``write``, ``stream``); :class:`AdminRoute` says ``admin``."""
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         responses = dict(kwargs.get("responses") or {})
         for code, response in responses.items():
@@ -163,6 +170,12 @@ class StorageRoute(APIRoute):
         return handle
 
 
+class AdminRoute(StorageRoute):
+    """A :class:`StorageRoute` for database-wide work (export, backup, import, restore)."""
+
+    kind = "admin"
+
+
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -199,8 +212,9 @@ def _encodable(errors: Sequence[Any]) -> bool:
     return True
 
 
-def limit_body(max_bytes: int) -> type[StorageRoute]:
-    """A :class:`StorageRoute` class that refuses request bodies over ``max_bytes`` with 413.
+def limit_body(max_bytes: int, kind: str | None = None) -> type[StorageRoute]:
+    """A :class:`StorageRoute` class that refuses request bodies over ``max_bytes`` with 413
+    (``kind``: its :attr:`StorageRoute.kind`).
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a body
     sent without one (chunked) is counted while it streams in and cut off at the limit, so an
@@ -208,7 +222,11 @@ def limit_body(max_bytes: int) -> type[StorageRoute]:
     """
     message = f"the request body is larger than the limit of {max_bytes} bytes"
 
+    body_kind = kind
+
     class LimitedBodyRoute(StorageRoute):
+        kind = body_kind
+
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
 

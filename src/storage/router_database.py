@@ -1,7 +1,7 @@
 """``build_db_router()``: database-wide routes under ``/db``.
 
-Health, the audit log, the schema diagram, CSV export and import, and SQLite backup and
-restore. The work is done in :mod:`storage.backup`, :mod:`storage.restore`,
+Health, liveness and readiness, the audit log, the schema diagram, CSV export and import, and
+SQLite backup and restore. The work is done in :mod:`storage.backup`, :mod:`storage.restore`,
 :mod:`storage.export`, :mod:`storage.importer` and :mod:`storage.diagram`; this module only
 maps it to HTTP. Storage errors become their status codes through
 :class:`storage.http.StorageRoute`.
@@ -19,14 +19,15 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from storage import backup, database, diagram, export, importer, restore
 from storage.auditor import AuditLog, audit_filters
-from storage.errors import DatabaseUnavailableError, StorageError, ValidationError
+from storage.errors import ValidationError
 from storage.http import (
     MAX_OFFSET,
+    AdminRoute,
     RouteAuth,
     StorageRoute,
     cancelled_on_disconnect,
@@ -37,15 +38,17 @@ from storage.http import (
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
+from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan
 from storage.uploads import ImportLimits
 
-__all__ = ["AuditEntry", "HealthStatus", "build_db_router"]
+__all__ = ["AuditEntry", "HealthStatus", "Liveness", "Readiness", "build_db_router"]
 
 DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
 _MULTIPART_SLACK = 64 << 10  # multipart framing around the file itself
 _CHUNK = 1 << 16
+_NOT_READY = "Not ready: the database cannot be reached, or its tables differ from the models"
 
 
 class HealthStatus(BaseModel):
@@ -78,6 +81,7 @@ def build_db_router(
     max_restore_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     max_import_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     import_limits: ImportLimits | None = None,
+    schema_check: SchemaCheck | None = None,
 ) -> APIRouter:
     """Build the ``/db`` router.
 
@@ -91,6 +95,8 @@ def build_db_router(
         max_import_bytes: the largest file ``POST /db/import`` accepts (413 beyond).
         import_limits: what one import may expand to and read (rows, lines, zip ratio; see
             :class:`storage.uploads.ImportLimits`).
+        schema_check: what ``GET /db/ready`` compares the tables with (default: every model,
+            compared at the first probe; ``bootstrap`` passes one computed at startup).
 
     Raises:
         ValueError: a limit is not positive, or the default limit exceeds the maximum.
@@ -100,6 +106,7 @@ def build_db_router(
     if max_restore_bytes < 1 or max_import_bytes < 1:
         raise ValueError("upload limits must be positive")
     auth = auth or RouteAuth()
+    schema = schema_check or SchemaCheck()
     read, admin = list(auth.read), auth.admin_guards
     router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
     add_change_stream(router, "/changes", dependencies=read, name="db_changes")
@@ -107,18 +114,21 @@ def build_db_router(
     @router.get("/health", dependencies=read)
     def health() -> HealthStatus:
         """Run a query on the database; 503 when it cannot be reached."""
-        try:
-            # A read session: on SQLite it takes no write lock, so it never waits for writers.
-            with database.read_session() as session:
-                session.execute(text("SELECT 1"))
-        except StorageError as exc:
-            cause = exc.__cause__ or exc
-            raise DatabaseUnavailableError(
-                f"the database cannot be reached ({type(getattr(cause, 'orig', cause)).__name__})"
-            ) from exc
-        dialect = database.get_engine().dialect
-        backend = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
-        return HealthStatus(backend=backend)
+        check_reachable()
+        return HealthStatus(backend=backend_name())
+
+    @router.get("/live", dependencies=read)
+    async def live() -> Liveness:
+        """The process answers (liveness); the database is not asked."""
+        return Liveness()
+
+    @router.get("/ready", dependencies=read, responses={503: {"description": _NOT_READY}})
+    def ready() -> Readiness:
+        """The database answers and its tables match the models (readiness); 503 with the
+        reason otherwise."""
+        check_reachable()
+        schema.check()
+        return Readiness(backend=backend_name())
 
     @router.get("/audit", dependencies=read)
     def audit(
@@ -173,12 +183,6 @@ def build_db_router(
         """The schema as an SVG diagram; 503 with an install hint when no dot program is found."""
         return Response(diagram.render_svg(), media_type="image/svg+xml")
 
-    @router.get(
-        "/export.zip",
-        dependencies=admin,
-        response_class=StreamingResponse,
-        responses={200: {"content": {"application/zip": {}}}},
-    )
     def export_zip() -> StreamingResponse:
         """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md).
 
@@ -193,12 +197,6 @@ def build_db_router(
             itertools.chain([first], chunks), media_type="application/zip", headers=headers
         )
 
-    @router.get(
-        "/backup.sqlite",
-        dependencies=admin,
-        response_class=StreamingResponse,
-        responses={200: {"content": {"application/x-sqlite3": {}}}},
-    )
     def backup_sqlite() -> StreamingResponse:
         """A consistent snapshot of the database as one SQLite file."""
         snapshot = backup.open_snapshot()
@@ -252,6 +250,19 @@ def build_db_router(
                 dry_run=dry_run,
             )
 
+    for path, download, media_type in (
+        ("/export.zip", export_zip, "application/zip"),
+        ("/backup.sqlite", backup_sqlite, "application/x-sqlite3"),
+    ):
+        router.add_api_route(
+            path,
+            download,
+            methods=["GET"],
+            dependencies=admin,
+            response_class=StreamingResponse,
+            responses={200: {"content": {media_type: {}}}},
+            route_class_override=AdminRoute,
+        )
     replacing = auth.replacing_guards()
     for path, endpoint, limit, what in (
         ("/import", import_csv, max_import_bytes, "An export zip, or one CSV file."),
@@ -262,7 +273,7 @@ def build_db_router(
             endpoint,
             methods=["POST"],
             dependencies=replacing,
-            route_class_override=limit_body(limit + _MULTIPART_SLACK),
+            route_class_override=limit_body(limit + _MULTIPART_SLACK, AdminRoute.kind),
             openapi_extra=file_upload_body(what),
         )
     return router
