@@ -22,6 +22,7 @@ The tree::
     │   ├── UnsupportedMigrationError (an auto-migration that would destroy or guess)
     │   └── MigrationExecutionError   (the database failed while applying one)
     ├── SchemaDriftError        (the database's tables differ from the models)
+    │   └── MissingColumnError       (a statement met a table or column the database lacks)
     ├── RestoreError            (a backup file that cannot be restored)
     └── OperationCancelledError (long work stopped because its client went away)
 
@@ -53,6 +54,7 @@ __all__ = [
     "IntegrityConflictError",
     "MigrationError",
     "MigrationExecutionError",
+    "MissingColumnError",
     "MissingDependencyError",
     "NotFoundError",
     "OperationCancelledError",
@@ -196,6 +198,11 @@ class SchemaDriftError(StorageError):
     type): the app is not ready to serve."""
 
 
+class MissingColumnError(_FromSQLAlchemy, SchemaDriftError):
+    """A statement met a table or column the database lacks although the models have it: the
+    database was not migrated. Also a ``sqlalchemy.exc.DBAPIError``."""
+
+
 class RestoreError(StorageError):
     """A backup file cannot be restored; the live database was left untouched."""
 
@@ -246,6 +253,39 @@ _MYSQL_DEADLOCK_CODES = (1213,)  # ER_LOCK_DEADLOCK: rolled back
 _MYSQL_BUSY_CODES = (1205, *_MYSQL_DEADLOCK_CODES)  # 1205: lock wait timeout
 
 
+def _has_code(error: BaseException | None) -> bool:
+    # Drivers set codes on what they raise; only errors made by hand go without.
+    return (
+        getattr(error, "sqlite_errorcode", None) is not None
+        or getattr(error, "sqlstate", None) is not None
+        or isinstance(_mysql_code(error), int)
+    )
+
+
+def _missing_schema(error: BaseException | None) -> str | None:
+    """``column x`` or ``table t`` when the driver error says, by its code, that the database
+    lacks it; ``None`` for every other error."""
+    message = str(error)
+    if getattr(error, "sqlite_errorcode", None) == 1:
+        found = _SQLITE_MISSING.search(message)
+    elif getattr(error, "sqlstate", None) in _POSTGRES_MISSING_STATES:
+        found = _SERVER_MISSING.search(message)
+    elif error is not None and _mysql_code(error) in _MYSQL_MISSING_CODES:
+        found = _SERVER_MISSING.search(message)
+    else:
+        return None
+    if found is None:
+        return "table or column"
+    names = {key: value for key, value in found.groupdict().items() if value}
+    where = f" in {names['table']}" if "table" in names else ""
+    if "column" in names:
+        return f"column {names['column']}{where}"
+    if "relation" in names:
+        return f"table {names['relation']}"
+    kind = "column" if names.get("kind") == "column" else "table"
+    return f"{kind} {names['name']}{where}"
+
+
 def _driver_error(error: BaseException | None) -> BaseException | None:
     return getattr(error, "orig", None) or error  # SQLAlchemy's wrapper, or the error itself
 
@@ -280,7 +320,21 @@ def is_deadlock(error: BaseException) -> bool:
     return False
 
 
-_BUSY_MARKERS = ("locked", "deadlock", "could not serialize", "lock wait timeout")
+# Only for errors without a code (made by hand): real ones are classified by their codes.
+_BUSY_MARKERS = ("database is locked", "deadlock", "could not serialize", "lock wait timeout")
+# A missing table or column, by code: SQLite's generic SQLITE_ERROR (1) with its wording,
+# PostgreSQL's undefined_column/undefined_table, MySQL's ER_BAD_FIELD_ERROR/ER_NO_SUCH_TABLE.
+_POSTGRES_MISSING_STATES = ("42703", "42P01")
+_MYSQL_MISSING_CODES = (1054, 1146)
+_SQLITE_MISSING = re.compile(
+    r"no such (?P<kind>column|table): (?P<name>[\w.]+)|"
+    r"table (?P<table>\w+) has no column named (?P<column>\w+)"
+)
+_SERVER_MISSING = re.compile(
+    r'(?P<kind>column|relation) "?(?P<name>[^"\s]+)"?(?: of relation "(?P<table>[^"]+)")? '
+    r"does not exist|Unknown column '(?P<column>[^']+)'|Table '(?P<relation>[^']+)' doesn't "
+    r"exist"
+)
 # The database cannot be reached: SQLite's file cannot be opened, a server refuses or drops
 # the connection (psycopg, PyMySQL).
 _UNAVAILABLE_MARKERS = (
@@ -315,7 +369,16 @@ def translate(exc: Exception) -> StorageError:
         driver_error = exc
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
-    if is_busy(driver_error) or any(marker in text for marker in _BUSY_MARKERS):
+    missing = _missing_schema(driver_error)
+    if missing is not None:
+        return MissingColumnError(
+            f"the database has no {missing} that the models have: migrate it (see the "
+            "migrations documentation)",
+            *context,
+        )
+    if is_busy(driver_error) or (
+        not _has_code(driver_error) and any(marker in text for marker in _BUSY_MARKERS)
+    ):
         return DatabaseBusyError(
             "the database is busy with another transaction; try again", *context
         )

@@ -8,6 +8,7 @@ import threading
 
 import pytest
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import text as sql
 
 from storage import database
 from storage.accessor import ModelAccessor
@@ -16,6 +17,8 @@ from storage.errors import (
     DatabaseBusyError,
     DriverError,
     IntegrityConflictError,
+    MissingColumnError,
+    SchemaDriftError,
     StorageError,
     ValidationError,
     translate,
@@ -130,3 +133,34 @@ def test_a_constraint_violation_is_caught_as_sqlalchemy_integrity_error(backend:
     assert isinstance(caught.value, IntegrityConflictError)
     assert "INSERT" not in str(caught.value)
     assert users.count() == 0 and gadgets.count() == 1
+
+
+def test_a_table_named_like_a_lock_is_no_busy_database(backend: str) -> None:
+    """Classified by code, not by words: "no such table: locked_jobs" is no lock."""
+    with pytest.raises(MissingColumnError) as raised, database.transaction() as session:
+        session.execute(sql("SELECT * FROM locked_jobs"))
+    assert "table" in str(raised.value) and "locked_jobs" in str(raised.value)
+    assert "SELECT" not in str(raised.value)
+
+
+def test_a_model_ahead_of_its_table_names_the_missing_column(backend: str) -> None:
+    """A column the code has and the database lacks (no migration ran): every backend
+    answers a SchemaDriftError naming it, a 503 over HTTP, not a bare database error."""
+    users = ModelAccessor(User, "users")
+    alice = users.insert(User(name="Alice", age=30))
+    table = database.get_engine().dialect.identifier_preparer.quote("user")
+    with database.transaction() as session:
+        session.execute(sql(f"ALTER TABLE {table} DROP COLUMN age"))
+    try:
+        for call in (
+            users.all,
+            lambda: users.insert(User(name="Bob")),
+            lambda: users.get(alice.id),
+        ):
+            with pytest.raises(MissingColumnError, match=r"column (user\.)?age\b") as raised:
+                call()
+            assert isinstance(raised.value, SchemaDriftError)
+            assert "SELECT" not in str(raised.value) and "INSERT" not in str(raised.value)
+    finally:  # the next test finds the table as the model has it
+        with database.transaction() as session:
+            session.execute(sql(f"ALTER TABLE {table} ADD COLUMN age INTEGER"))
