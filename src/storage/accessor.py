@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
+from storage.cascades import Dependant, dependants
 from storage.errors import DatabaseBusyError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
@@ -23,6 +24,9 @@ __all__ = ["ModelAccessor"]
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 _IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
+# The component of each table an accessor was made for (the first one), which the audit rows
+# of rows a delete takes with it are filed under; a table without one goes by its name.
+_COMPONENTS: dict[str, str] = {}
 
 
 class ModelAccessor(HookDecorators[ModelT]):
@@ -54,6 +58,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         self._shape = shape
         self._pk_column = shape.pk_column
         self._inserter = BulkInserter(shape.mapper)
+        _COMPONENTS.setdefault(self.table_name, component_name)
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
@@ -380,11 +385,15 @@ class ModelAccessor(HookDecorators[ModelT]):
             afters: list[dict[str, Any] | None] = [self._shape.snapshot(obj) for obj in objs]
             self._audit(session, actor, "soft_delete", objs, befores, afters)
         else:
+            keys = [getattr(obj, self.primary_key) for obj in objs]
+            table = self.model.__table__  # type: ignore[attr-defined]
+            cascaded = dependants(session, table, keys) if objs else []
             for obj in objs:
                 session.delete(obj)
             session.flush()
             afters = [None] * len(objs)
             self._audit(session, actor, "delete", objs, befores, afters)
+            self._audit_cascaded(session, actor, cascaded)
         self.hooks.emit_each("after_delete", session=session, instances=objs)
 
     def _audit(
@@ -413,5 +422,25 @@ class ModelAccessor(HookDecorators[ModelT]):
                     timestamp=now,
                 )
                 for obj, before, after in zip(objs, befores, afters, strict=True)
+            ),
+        )
+
+    def _audit_cascaded(self, session: Session, actor: str, cascaded: list[Dependant]) -> None:
+        if not self.enable_auditing or not cascaded:
+            return
+        now = utcnow()
+        write_audit_rows(
+            session,
+            (
+                audit_row(
+                    component=_COMPONENTS.get(row.table.name, row.table.name),
+                    operation=row.operation,
+                    record_id=row.key,
+                    actor=actor,
+                    before=row.before,
+                    after=row.after,
+                    timestamp=now,
+                )
+                for row in cascaded
             ),
         )

@@ -1,0 +1,134 @@
+"""The rows a delete takes with it, found before the parent goes so that each gets its audit row
+in the same transaction.
+
+For each foreign key (of one column) that points at the deleted rows' table::
+
+    an ORM relationship with cascade "delete", or ON DELETE CASCADE
+        the child rows go too: audited as ``delete``, and their own children are looked for
+    an ORM relationship without it (SQLAlchemy sets the key to NULL), or ON DELETE SET NULL
+        the child rows stay with the key NULL: audited as ``update``
+    neither (NO ACTION, RESTRICT)
+        the database refuses the delete (a 409) or keeps the rows as they are: nothing to audit
+
+One ``SELECT`` per foreign key and level, in chunks of keys; never one per row. A foreign key of
+several columns, and a child table whose key is not one column, are left out of the search
+(their rows are not audited; the documentation says so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from sqlalchemy import Column, ForeignKey, Table, inspect, select
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
+
+from storage.auditor import to_json_safe
+
+__all__ = ["Dependant", "dependants"]
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Dependant:
+    """A row a delete changes besides the rows it names: removed, or its key set to NULL."""
+
+    table: Table
+    operation: Literal["delete", "update"]
+    key: Any
+    before: dict[str, Any]
+    after: dict[str, Any] | None
+
+
+def dependants(session: Session, table: Table, keys: Sequence[Any]) -> list[Dependant]:
+    """The rows that deleting the rows ``keys`` of ``table`` removes or changes, children
+    before grandchildren, each row once."""
+    found: list[Dependant] = []
+    seen: set[tuple[str, Any]] = set()
+    level = [(table, list(keys))]
+    while level:
+        below: list[tuple[Table, list[Any]]] = []
+        for parent, parent_keys in level:
+            for foreign_key, effect in _references(parent):
+                child = foreign_key.parent.table
+                removed = []
+                for row in _rows(session, foreign_key.parent, parent_keys):
+                    key = row[_key_column(child).name]
+                    if (child.name, key) in seen:
+                        continue
+                    seen.add((child.name, key))
+                    found.append(_change(child, effect, key, row, foreign_key.parent))
+                    removed.append(key)
+                if effect == "delete" and removed:
+                    below.append((child, removed))
+        level = below
+    return found
+
+
+def _change(
+    table: Table, effect: str, key: Any, row: dict[str, Any], column: Column[Any]
+) -> Dependant:
+    before = {name: to_json_safe(value) for name, value in row.items()}
+    if effect == "delete":
+        return Dependant(table, "delete", key, before, None)
+    return Dependant(table, "update", key, before, {**before, column.name: None})
+
+
+def _references(parent: Table) -> Iterator[tuple[ForeignKey, str]]:
+    """The single-column foreign keys pointing at ``parent``, and what a delete does to the
+    rows holding them."""
+    orm = _orm_effects(parent)
+    for child in SQLModel.metadata.tables.values():
+        if _key_column(child) is None:
+            continue
+        for constraint in child.foreign_key_constraints:
+            if len(constraint.elements) != 1 or constraint.referred_table is not parent:
+                continue
+            element = constraint.elements[0]
+            effect = orm.get(element.parent) or _database_effect(constraint.ondelete)
+            if effect is not None:
+                yield element, effect
+
+
+def _database_effect(ondelete: str | None) -> str | None:
+    rule = (ondelete or "").upper()
+    if rule == "CASCADE":
+        return "delete"
+    return "update" if rule == "SET NULL" else None
+
+
+def _orm_effects(parent: Table) -> dict[Column[Any], str]:
+    """What the ORM does to the children of a deleted ``parent`` instance, by their column."""
+    model = next(
+        (mapper for mapper in SQLModel._sa_registry.mappers if mapper.local_table is parent),
+        None,
+    )
+    if model is None:
+        return {}
+    effects: dict[Column[Any], str] = {}
+    for relationship in inspect(model.class_).relationships:
+        if relationship.direction.name != "ONETOMANY" or relationship.passive_deletes:
+            continue
+        for _, remote in relationship.local_remote_pairs or ():
+            if relationship.cascade.delete:
+                effects[remote] = "delete"
+            elif remote.nullable:  # else SQLAlchemy refuses the delete: nothing changes
+                effects[remote] = "update"
+    return effects
+
+
+def _key_column(table: Table) -> Any:
+    columns = list(table.primary_key.columns)
+    return columns[0] if len(columns) == 1 else None
+
+
+def _rows(session: Session, column: Column[Any], keys: list[Any]) -> Iterator[dict[str, Any]]:
+    table = column.table
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        statement = select(table).where(column.in_(chunk))
+        for row in session.execute(statement).mappings():
+            yield dict(row)

@@ -1,0 +1,122 @@
+"""Deleting a row audits every row the delete takes with it, in the same transaction: children
+and grandchildren removed by ON DELETE CASCADE or an ORM cascade, children whose key becomes
+NULL (ON DELETE SET NULL, or an ORM relationship without cascade) as updates; found with one
+query per foreign key and level, on SQLite, PostgreSQL and MariaDB."""
+
+from typing import Any, Optional
+
+from sqlalchemy import Column, ForeignKey, Integer, event, select
+from sqlmodel import Field, Relationship, SQLModel
+
+from storage import database
+from storage.accessor import ModelAccessor
+from storage.auditor import AuditLog
+from support.models import Cell, Robot
+
+# No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.
+
+
+def _reference(target: str, ondelete: str, *, nullable: bool) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable),
+    )
+
+
+class Line(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+
+
+class Station(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int | None = _reference("line.id", "CASCADE", nullable=False)
+
+
+class Clamp(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int | None = _reference("station.id", "CASCADE", nullable=False)
+
+
+class Badge(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int | None = _reference("line.id", "SET NULL", nullable=True)
+
+
+class Rack(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slots: list["Slot"] = Relationship(back_populates="rack", cascade_delete=True)
+
+
+class Slot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    rack_id: int | None = Field(default=None, foreign_key="rack.id")
+    rack: Optional["Rack"] = Relationship(back_populates="slots")
+
+
+def audit() -> list[tuple[str, str, str, Any]]:
+    with database.read_session() as session:
+        rows = session.scalars(select(AuditLog).order_by(AuditLog.id))  # type: ignore[arg-type]
+        return [(row.component, row.operation, row.record_id, row.after) for row in rows]
+
+
+def count(model: type[SQLModel]) -> int:
+    with database.read_session() as session:
+        return len(session.scalars(select(model)).all())
+
+
+def test_database_cascades_are_audited_with_one_query_per_level(backend: str) -> None:
+    lines = ModelAccessor(Line, "lines")
+    ModelAccessor(Station, "stations")  # files the stations' audit rows under its component
+    line = lines.insert(Line(name="A"))
+    with database.transaction() as session:
+        stations = [Station(line_id=line.id) for _ in range(3)]
+        session.add_all(stations)
+        session.flush()
+        session.add_all([Clamp(station_id=station.id) for station in stations for _ in range(2)])
+        session.add_all([Badge(line_id=line.id), Badge(line_id=None)])
+    selects: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):
+            selects.append(statement)
+
+    event.listen(database.get_engine(), "before_cursor_execute", seen)
+    try:
+        assert lines.delete(line.id, actor="ops")
+    finally:
+        event.remove(database.get_engine(), "before_cursor_execute", seen)
+    written = audit()[1:]
+    assert written[0] == ("lines", "delete", str(line.id), None)
+    operations = sorted((component, operation) for component, operation, _, _ in written[1:])
+    assert operations == [
+        ("badge", "update"),
+        *[("clamp", "delete")] * 6,
+        *[("stations", "delete")] * 3,
+    ]
+    badge = next(after for component, _, _, after in written if component == "badge")
+    assert badge is not None and badge["line_id"] is None
+    assert (count(Station), count(Clamp), count(Badge)) == (0, 0, 2)
+    # the line itself; then stations, badges (one level); clamps (the next); far from 1 per row
+    assert len(selects) <= 6, selects
+
+
+def test_orm_cascades_are_audited(backend: str) -> None:
+    racks, cells = ModelAccessor(Rack, "racks"), ModelAccessor(Cell, "cells")
+    rack, cell = racks.insert(Rack()), cells.insert(Cell(name="north"))
+    with database.transaction() as session:
+        session.add_all([Slot(rack_id=rack.id), Slot(rack_id=rack.id)])
+        session.add(Robot(name="arm", cell_id=cell.id))
+    assert racks.delete(rack.id, actor="ops")
+    assert cells.delete(cell.id, actor="ops")
+    written = [(component, operation) for component, operation, _, _ in audit()[2:]]
+    assert written == [
+        ("racks", "delete"),
+        ("slot", "delete"),
+        ("slot", "delete"),
+        ("cells", "delete"),
+        ("robot", "update"),  # SQLAlchemy set its cell_id to NULL
+    ]
+    assert count(Slot) == 0
+    with database.read_session() as session:
+        assert session.scalars(select(Robot.cell_id)).all() == [None]
