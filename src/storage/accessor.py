@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio.to_thread
@@ -328,6 +329,45 @@ class ModelAccessor(HookDecorators[ModelT]):
                 self._finish_update(session, obj, before, actor, "restore")
             return True
 
+    def purge(self, id: Any, *, actor: str = "internal") -> bool:
+        """Delete a soft-deleted row for good, audited as ``purge`` (with the rows the delete
+        takes with it, see :mod:`storage.cascades`); no delete hooks run.
+
+        Returns ``False`` when the row is missing, live (only deleted rows are purged), or
+        the model has no ``deleted_at``.
+        """
+        return self.purge_deleted([id], actor=actor) == 1
+
+    def purge_deleted(
+        self,
+        ids: Sequence[Any] | None = None,
+        *,
+        deleted_before: datetime | None = None,
+        actor: str = "internal",
+    ) -> int:
+        """Purge soft-deleted rows: those of ``ids``, or every one, deleted before
+        ``deleted_before`` when given (a retention limit); returns how many went."""
+        if not self.soft_delete:
+            return 0
+        deleted_at = getattr(self.model, SOFT_DELETE_COLUMN)
+        statement = select(self.model).where(deleted_at.is_not(None))
+        if deleted_before is not None:
+            statement = statement.where(deleted_at < deleted_before)
+        with self._write() as session:
+            if ids is None:
+                found = list(session.scalars(statement))
+            else:
+                keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
+                found = [
+                    obj
+                    for start in range(0, len(keys), _IN_CHUNK)
+                    for obj in session.scalars(
+                        statement.where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
+                    )
+                ]
+            self._remove_rows(session, found, actor, "purge")
+            return len(found)
+
     # -- internals -------------------------------------------------------------------------
 
     @contextmanager
@@ -376,8 +416,8 @@ class ModelAccessor(HookDecorators[ModelT]):
 
     def _delete_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
         self.hooks.emit_each("before_delete", session=session, instances=objs)
-        befores = [self._shape.snapshot(obj) for obj in objs]
         if self.soft_delete:
+            befores = [self._shape.snapshot(obj) for obj in objs]
             now = self._shape.deleted_at_now()
             for obj in objs:
                 setattr(obj, SOFT_DELETE_COLUMN, now)
@@ -385,16 +425,22 @@ class ModelAccessor(HookDecorators[ModelT]):
             afters: list[dict[str, Any] | None] = [self._shape.snapshot(obj) for obj in objs]
             self._audit(session, actor, "soft_delete", objs, befores, afters)
         else:
-            keys = [getattr(obj, self.primary_key) for obj in objs]
-            table = self.model.__table__  # type: ignore[attr-defined]
-            cascaded = dependants(session, table, keys) if objs else []
-            for obj in objs:
-                session.delete(obj)
-            session.flush()
-            afters = [None] * len(objs)
-            self._audit(session, actor, "delete", objs, befores, afters)
-            self._audit_cascaded(session, actor, cascaded)
+            self._remove_rows(session, objs, actor, "delete")
         self.hooks.emit_each("after_delete", session=session, instances=objs)
+
+    def _remove_rows(
+        self, session: Session, objs: list[ModelT], actor: str, operation: str
+    ) -> None:
+        """Delete ``objs`` for good, with the audit rows of what the delete takes with it."""
+        befores = [self._shape.snapshot(obj) for obj in objs]
+        keys = [getattr(obj, self.primary_key) for obj in objs]
+        table = self.model.__table__  # type: ignore[attr-defined]
+        cascaded = dependants(session, table, keys) if objs else []
+        for obj in objs:
+            session.delete(obj)
+        session.flush()
+        self._audit(session, actor, operation, objs, befores, [None] * len(objs))
+        self._audit_cascaded(session, actor, cascaded)
 
     def _audit(
         self,

@@ -34,6 +34,7 @@ from sqlmodel import Session
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.errors import (
+    ConflictError,
     NotFoundError,
     PreconditionFailedError,
     RecordDeletedError,
@@ -77,6 +78,12 @@ _ROUTES: dict[str, tuple[str, str, str, tuple[int, ...]]] = {
         "/{id}/restore",
         "Restore a deleted one of {}",
         (400, 404, 409, 412),
+    ),
+    "purge_record": (
+        "DELETE",
+        "/{id}/purge",
+        "Delete a deleted one of {} for good",
+        (400, 404, 409),
     ),
 }
 _JSON = "application/json"
@@ -170,6 +177,7 @@ def build_crud_router(
         "create_record": {"status_code": 201},
         "put_record": {"responses": {201: {"description": "Created", "model": one}}},
         "delete_record": {"status_code": 204, "response_class": Response, "response_model": None},
+        "purge_record": {"status_code": 204, "response_class": Response, "response_model": None},
     }
     for name, (method, path, summary, errors) in _ROUTES.items():
         responses: dict[int | str, Any] = {code: {"description": _ERRORS[code]} for code in errors}
@@ -182,10 +190,16 @@ def build_crud_router(
             name=f"{component}_{name.split('_')[0]}",
             summary=summary.format(component),
             responses=responses,
-            dependencies=list(guard.read if method == "GET" else guard.write),
+            dependencies=_guards(guard, name, method),
             **extra,
         )
     return router
+
+
+def _guards(auth: RouteAuth, name: str, method: str) -> list[Any]:
+    if name == "purge_record":
+        return auth.admin_guards
+    return list(auth.read if method == "GET" else auth.write)
 
 
 class _CrudRoutes:
@@ -313,6 +327,21 @@ class _CrudRoutes:
             current = self._require(self.accessor.get_for_update(key), id)
             self._check_preconditions(current, if_match_header, None)
             self.accessor.delete(key, actor=actor)
+        return Response(status_code=204)
+
+    def purge_record(self, id: Any, actor: Actor) -> Response:
+        """Delete a soft-deleted record for good (204), audited as ``purge``; 409 while it is
+        live or for models without soft delete. Guarded as an admin route."""
+        if not self.accessor.soft_delete:
+            raise SoftDeleteNotSupported(f"{self.accessor.component} has no deleted records")
+        key = self._key(id)
+        with _hook_errors(), database.transaction(savepoints=False):
+            current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
+            if getattr(current, SOFT_DELETE_FIELD) is None:
+                raise ConflictError(
+                    f"{self.accessor.component} {id} is not deleted; delete it first"
+                )
+            self.accessor.purge(key, actor=actor)
         return Response(status_code=204)
 
     def restore_record(self, id: Any, actor: Actor, if_match_header: IfMatch = None) -> Response:

@@ -1,17 +1,22 @@
 """Deleting a row audits every row the delete takes with it, in the same transaction: children
 and grandchildren removed by ON DELETE CASCADE or an ORM cascade, children whose key becomes
 NULL (ON DELETE SET NULL, or an ORM relationship without cascade) as updates; found with one
-query per foreign key and level, on SQLite, PostgreSQL and MariaDB."""
+query per foreign key and level, on SQLite, PostgreSQL and MariaDB. Purging a soft-deleted row
+deletes it for good, audited, and over HTTP only for admins."""
 
 from typing import Any, Optional
 
+from fastapi import Depends, FastAPI, Header, HTTPException
 from sqlalchemy import Column, ForeignKey, Integer, event, select
 from sqlmodel import Field, Relationship, SQLModel
 
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
-from support.models import Cell, Robot
+from storage.http import RouteAuth
+from storage.router_model import build_crud_router
+from support.models import Cell, Robot, User
+from support.testclient import TestClient
 
 # No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.
 
@@ -120,3 +125,39 @@ def test_orm_cascades_are_audited(backend: str) -> None:
     assert count(Slot) == 0
     with database.read_session() as session:
         assert session.scalars(select(Robot.cell_id)).all() == [None]
+
+
+def test_purge_deletes_only_deleted_rows_for_good_with_an_audit_row(backend: str) -> None:
+    users = ModelAccessor(User, "users")
+    alice, bob = users.insert(User(name="Alice")), users.insert(User(name="Bob"))
+    assert not users.purge(alice.id, actor="admin")  # live: never purged
+    assert users.delete(alice.id, actor="ops") and users.delete(bob.id, actor="ops")
+    assert users.purge(alice.id, actor="admin")
+    assert users.get(alice.id, include_deleted=True) is None
+    assert not users.purge(alice.id, actor="admin")  # gone
+    assert users.purge_deleted(actor="admin") == 1
+    operations = [
+        (operation, key) for component, operation, key, _ in audit() if component == "users"
+    ]
+    assert operations[-2:] == [("purge", str(alice.id)), ("purge", str(bob.id))]
+    assert not ModelAccessor(Line, "lines").purge(1)  # no deleted_at: nothing to purge
+
+
+def test_purge_over_http_is_an_admin_route(backend: str) -> None:
+    def admin_only(x_admin: str = Header(default="")) -> None:
+        if x_admin != "yes":
+            raise HTTPException(status_code=403, detail="admins only")
+
+    app = FastAPI()
+    auth = RouteAuth(admin=[Depends(admin_only)])
+    app.include_router(build_crud_router(ModelAccessor(User, "users"), auth=auth))
+    client = TestClient(app)
+    ops, admin = {"X-User": "ops"}, {"X-User": "root", "X-Admin": "yes"}
+    user = client.post("/users/", json={"name": "Ada"}, headers=ops).json()
+    url = f"/users/{user['id']}/purge"
+    assert client.delete(url, headers=admin).status_code == 409  # live
+    assert client.delete(f"/users/{user['id']}", headers=ops).status_code == 204
+    assert client.delete(url, headers=ops).status_code == 403
+    assert client.delete(url, headers=admin).status_code == 204
+    assert client.delete(url, headers=admin).status_code == 404
+    assert client.get(f"/users/{user['id']}?include_deleted=true").status_code == 404
