@@ -400,7 +400,8 @@ class RouteAuth:
         return not (self.read or self.write or self.admin)
 
     def replacing_guards(self) -> list[Depends]:
-        """The dependencies of the routes that replace data (restore, import)."""
+        """The dependencies of the routes that replace or destroy data (restore, import,
+        purge)."""
         if self.is_open and not self.unguarded_remote_admin:
             return [Depends(require_local_client)]
         return self.admin_guards

@@ -29,12 +29,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
+from sqlalchemy import UniqueConstraint, select
 from sqlmodel import Session
 
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.errors import (
     ConflictError,
+    IntegrityConflictError,
     NotFoundError,
     PreconditionFailedError,
     RecordDeletedError,
@@ -197,8 +199,8 @@ def build_crud_router(
 
 
 def _guards(auth: RouteAuth, name: str, method: str) -> list[Any]:
-    if name == "purge_record":
-        return auth.admin_guards
+    if name == "purge_record":  # destroys data: as restore and import, local only when open
+        return auth.replacing_guards()
     return list(auth.read if method == "GET" else auth.write)
 
 
@@ -275,8 +277,14 @@ class _CrudRoutes:
     def create_record(self, request: Request, body: Any, actor: Actor) -> Response:
         """Create a record (201). 409 when the model already holds ``max_records`` records."""
         obj = self.accessor.model(**body.model_dump(exclude_unset=True))
-        with _hook_errors(), self.cap.transaction(savepoints=False) as session:
-            self._insert(session, obj, actor)
+        try:
+            with _hook_errors(), self.cap.transaction(savepoints=False) as session:
+                self._insert(session, obj, actor)
+        except IntegrityConflictError as exc:
+            held = self._held_by_deleted(obj)
+            if held is None:
+                raise
+            raise held from exc
         return self._respond(obj, 201, self._location(request, obj, at_collection=True))
 
     def put_record(
@@ -331,7 +339,8 @@ class _CrudRoutes:
 
     def purge_record(self, id: Any, actor: Actor) -> Response:
         """Delete a soft-deleted record for good (204), audited as ``purge``; 409 while it is
-        live or for models without soft delete. Guarded as an admin route."""
+        live or for models without soft delete. Guarded as an admin route (with no auth at all,
+        answered only on this machine, as restore and import are)."""
         if not self.accessor.soft_delete:
             raise SoftDeleteNotSupported(f"{self.accessor.component} has no deleted records")
         key = self._key(id)
@@ -359,6 +368,28 @@ class _CrudRoutes:
         return self._respond(current)
 
     # -- helpers ---------------------------------------------------------------------------
+
+    def _held_by_deleted(self, obj: Any) -> ConflictError | None:
+        """The 409 that says which soft-deleted record holds a unique value ``obj`` repeats."""
+        if not self.accessor.soft_delete:
+            return None
+        table = self.accessor.model.__table__
+        key_column = table.c[self.accessor.primary_key]
+        for columns in _unique_columns(table):
+            values = [getattr(obj, column.name) for column in columns]
+            if any(value is None for value in values):
+                continue
+            same = [column == value for column, value in zip(columns, values, strict=True)]
+            deleted = table.c[SOFT_DELETE_FIELD].is_not(None)
+            with database.read_session() as session:
+                key = session.scalar(select(key_column).where(deleted, *same).limit(1))
+            if key is not None:
+                names = ", ".join(column.name for column in columns)
+                return ConflictError(
+                    f"{self.accessor.component} {key} is deleted but still holds this {names}: "
+                    "restore it (POST .../restore) or purge it (DELETE .../purge) first"
+                )
+        return None
 
     def _key(self, id: Any) -> Any:
         try:
@@ -488,6 +519,16 @@ def _request_error(exc: PydanticValidationError, *where: str) -> RequestValidati
 def _to_json(value: Any) -> bytes:
     # A NaN stored by Python code is sent as null: JSON has no NaN.
     return pydantic_core.to_json(value, inf_nan_mode="null")
+
+
+def _unique_columns(table: Any) -> Iterator[list[Any]]:
+    """The column sets of ``table``'s unique constraints and unique indexes."""
+    for constraint in table.constraints:
+        if isinstance(constraint, UniqueConstraint):
+            yield list(constraint.columns)
+    for index in table.indexes:
+        if index.unique:
+            yield list(index.columns)
 
 
 @contextmanager

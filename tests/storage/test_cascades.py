@@ -4,6 +4,7 @@ NULL (ON DELETE SET NULL, or an ORM relationship without cascade) as updates; fo
 query per foreign key and level, on SQLite, PostgreSQL and MariaDB. Purging a soft-deleted row
 deletes it for good, audited, and over HTTP only for admins."""
 
+from datetime import datetime
 from typing import Any, Optional
 
 from fastapi import Depends, FastAPI, Header, HTTPException
@@ -161,3 +162,27 @@ def test_purge_over_http_is_an_admin_route(backend: str) -> None:
     assert client.delete(url, headers=admin).status_code == 204
     assert client.delete(url, headers=admin).status_code == 404
     assert client.get(f"/users/{user['id']}?include_deleted=true").status_code == 404
+
+
+class Tag(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    deleted_at: datetime | None = None
+
+
+def test_a_deleted_row_holding_a_unique_value_is_named_in_the_409(backend: str) -> None:
+    app = FastAPI()
+    app.include_router(build_crud_router(ModelAccessor(Tag, "tags")))
+    client, ops = TestClient(app), {"X-User": "ops"}
+    tag = client.post("/tags/", json={"code": "A-1"}, headers=ops).json()
+    assert client.delete(f"/tags/{tag['id']}", headers=ops).status_code == 204
+    again = client.post("/tags/", json={"code": "A-1"}, headers=ops)
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        f"tags {tag['id']} is deleted but still holds this code: restore it (POST .../restore) "
+        "or purge it (DELETE .../purge) first"
+    )
+    assert client.delete(f"/tags/{tag['id']}/purge", headers=ops).status_code == 204
+    assert client.post("/tags/", json={"code": "A-1"}, headers=ops).status_code == 201
+    taken = client.post("/tags/", json={"code": "A-1"}, headers=ops)  # by a live row
+    assert taken.status_code == 409 and "deleted" not in taken.json()["detail"]

@@ -968,6 +968,7 @@ def test_bootstrap_style_call() -> None:
         "/users/changes",
         "/users/{id}",
         "/users/{id}/restore",
+        "/users/{id}/purge",
     }
 
 
