@@ -18,7 +18,8 @@ from importlib.metadata import entry_points
 
 import typer
 
-from storage.cli_audit import audit_command, migrate_app
+from storage.cli_alembic import migrate_app
+from storage.cli_audit import audit_command
 from storage.cli_common import EXIT_FAILED, HANDLED, describe
 from storage.cli_data import backup_command, export_command, import_command, restore_command
 from storage.cli_serve import serve_command
