@@ -4,15 +4,13 @@ Chromium driven by Playwright, which only ever talks to that server."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from support.browser import chromium
 from support.console import Console
 from support.servers import Server, machine_app
-
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +22,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Debian's; Playwright never downloads one), or a skip without it."""
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (/usr/bin/chromium: Debian's chromium package)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--disable-sync"],
-        )  # fmt: skip
-        try:
-            yield browser
-        finally:
-            browser.close()
+    """A headless Chromium (see :func:`support.browser.chromium`)."""
+    with chromium() as browser:
+        yield browser
 
 
 @pytest.fixture
