@@ -18,13 +18,23 @@ from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel
-from sqlalchemy import JSON, Column, ColumnElement, DateTime, Dialect, String, insert
+from sqlalchemy import (
+    JSON,
+    Column,
+    ColumnElement,
+    DateTime,
+    Dialect,
+    String,
+    insert,
+)
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel, col
+from sqlmodel import Field, Session, SQLModel, col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from storage import changes
 
 __all__ = [
+    "newest_first",
     "AUDIT_OPERATIONS",
     "AuditLog",
     "AuditOperation",
@@ -216,6 +226,20 @@ def audit_operation(
                 after=to_json_safe(after) if after is not None else None,
             )
         ],
+    )
+
+
+def newest_first(
+    conditions: Iterable[ColumnElement[bool]], *, offset: int, limit: int
+) -> SelectOfScalar[AuditLog]:
+    """The audit rows matching ``conditions`` (see :func:`audit_filters`), newest first, one
+    page of them."""
+    return (
+        select(AuditLog)
+        .where(*conditions)
+        .order_by(col(AuditLog.timestamp).desc(), col(AuditLog.id).desc())
+        .offset(offset)
+        .limit(limit)
     )
 
 

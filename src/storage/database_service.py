@@ -15,11 +15,10 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
-from sqlmodel import col
+from sqlalchemy import text
 
 from storage import backup, database, diagram, errors, export
-from storage.auditor import AuditLog, audit_filters
+from storage.auditor import AuditLog, audit_filters, newest_first
 from storage.restore import restore_upload
 
 __all__ = [
@@ -107,13 +106,7 @@ class DatabaseService:
                 since=since,
                 until=until,
             )
-            statement = (
-                select(AuditLog)
-                .where(*conditions)
-                .order_by(col(AuditLog.timestamp).desc(), col(AuditLog.id).desc())
-                .offset(offset)
-                .limit(limit)
-            )
+            statement = newest_first(conditions, offset=offset, limit=limit)
             with database.read_session() as session:
                 return list(session.scalars(statement).all())
 

@@ -20,10 +20,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
-from sqlmodel import col
 
 from storage import backup, database, diagram, export, importer, restore
-from storage.auditor import AuditLog, audit_filters
+from storage.auditor import AuditLog, audit_filters, newest_first
 from storage.errors import ValidationError
 from storage.http import (
     MAX_OFFSET,
@@ -160,13 +159,7 @@ def build_db_router(
             )
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
-        statement = (
-            select(AuditLog)
-            .where(*conditions)
-            .order_by(col(AuditLog.timestamp).desc(), col(AuditLog.id).desc())
-            .offset(offset)
-            .limit(limit)
-        )
+        statement = newest_first(conditions, offset=offset, limit=limit)
         with database.read_session() as session:
             rows = session.scalars(statement).all()
             total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
