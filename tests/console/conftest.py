@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from support.browser import chromium
-from support.console import Console
+from support.console import Console, console_page
 from support.servers import Server, machine_app
 
 
@@ -29,36 +29,6 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def console(browser: Any, server: Server) -> Iterator[Console]:
-    """A fresh browser context as operator ``ada``; fails the test on a script error or on any
-    request to another origin (which is aborted)."""
-    base = str(server.client.base_url).rstrip("/")
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
-    context.add_init_script("sessionStorage.setItem('console.user', 'ada')")
-    page = context.new_page()
-    console = Console(page, base)
-
-    def guard(route: Any) -> None:
-        if route.request.url.startswith(base + "/"):
-            route.continue_()
-        else:
-            console.elsewhere.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    page.on("pageerror", lambda error: console.errors.append(str(error)))
-    # Chrome logs each 4xx answer as a console error; those the tests provoke are expected.
-    page.on(
-        "console",
-        lambda message: (
-            console.errors.append(message.text)
-            if message.type == "error" and "Failed to load resource" not in message.text
-            else None
-        ),
-    )
-    page.on("dialog", lambda dialog: dialog.accept())
-    try:
+    """A fresh browser context as operator ``ada`` (see :func:`support.console.console_page`)."""
+    with console_page(browser, str(server.client.base_url)) as console:
         yield console
-    finally:
-        context.close()
-    assert not console.elsewhere, f"requests to other origins: {console.elsewhere}"
-    assert not console.errors, f"errors in the page: {console.errors}"

@@ -192,25 +192,3 @@ def test_the_audit_log_filters_and_follows(console: Console, server: Server) -> 
     assert all("by bob" in text for text in events.all_inner_texts())
     assert console.fits()
     console.screenshot("audit")
-
-
-def test_what_the_server_refuses_is_no_longer_offered(console: Console, server: Server) -> None:
-    """The app's auth answers 403 to this operator's writes of tools (simulated at the network,
-    as an app's RouteAuth write guard would answer): the page says so and hides the writes."""
-    post(server, "/tools/", {"name": "guarded"})
-    refused = {"status": 403, "json": {"detail": "operators only"}}
-    console.page.route(
-        re.compile(r".*/tools/.*"),
-        lambda route: (
-            route.fulfill(**refused) if route.request.method != "GET" else route.continue_()
-        ),
-    )
-    page = console.open("#/data/tools/guarded")
-    page.get_by_label("Kind").fill("magnet")
-    page.get_by_role("button", name="Save").click()
-    expect(page.locator("#notice")).to_contain_text("operators only")
-    expect(page.get_by_role("button", name="Save")).to_have_count(0)
-    expect(page.get_by_role("button", name="Delete")).to_have_count(0)
-    page.get_by_role("link", name="← All tools").click()
-    expect(page.get_by_role("link", name="New record")).to_have_count(0)
-    assert server.client.get("/tools/guarded").json()["kind"] == "gripper"

@@ -52,6 +52,7 @@ def create_app() -> FastAPI:
         database_url=os.environ["STORAGE_DATABASE_URL"],
         max_records_per_model=None,
         auth=auth,
+        console=True,
     )
     config = RunnerConfig.from_env(name=os.environ.get("CELL_APP_LABEL") or None)
     setup(app, "support.cell_programs", runner=config, auth=auth)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from support.servers import ROOT
@@ -43,3 +46,46 @@ class Console:
                 .map((item) => item.outerHTML.slice(0, 80))"""
         )
         return found
+
+
+@contextmanager
+def console_page(
+    browser: Any, base: str, *, user: str = "ada", token: str | None = None
+) -> Iterator[Console]:
+    """A fresh browser context on the console at ``base`` as operator ``user`` (with a bearer
+    ``token`` when given); fails on a script error or on any request to another origin (which
+    is aborted)."""
+    base = base.rstrip("/")
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, accept_downloads=True)
+    script = f"sessionStorage.setItem('console.user', {json.dumps(user)});"
+    if token is not None:
+        script += f"sessionStorage.setItem('console.token', {json.dumps(token)});"
+    context.add_init_script(script)
+    page = context.new_page()
+    console = Console(page, base)
+
+    def guard(route: Any) -> None:
+        if route.request.url.startswith(base + "/"):
+            route.continue_()
+        else:
+            console.elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", guard)
+    page.on("pageerror", lambda error: console.errors.append(str(error)))
+    # Chrome logs each 4xx answer as a console error; those the tests provoke are expected.
+    page.on(
+        "console",
+        lambda message: (
+            console.errors.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
+    page.on("dialog", lambda dialog: dialog.accept())
+    try:
+        yield console
+    finally:
+        context.close()
+    assert not console.elsewhere, f"requests to other origins: {console.elsewhere}"
+    assert not console.errors, f"errors in the page: {console.errors}"
