@@ -4,60 +4,21 @@ NULL (ON DELETE SET NULL, or an ORM relationship without cascade) as updates; fo
 query per foreign key and level, on SQLite, PostgreSQL and MariaDB. Purging a soft-deleted row
 deletes it for good, audited, and over HTTP only for admins."""
 
-from datetime import datetime
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException
-from sqlalchemy import Column, ForeignKey, Integer, event, select
-from sqlmodel import Field, Relationship, SQLModel
+from sqlalchemy import event, select
+from sqlmodel import SQLModel
 
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.http import RouteAuth
 from storage.router_model import build_crud_router
-from support.models import Cell, Robot, User
+from support.models import Badge, Cell, Clamp, Line, Rack, Robot, Slot, Station, Tag, User
 from support.testclient import TestClient
 
 # No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.
-
-
-def _reference(target: str, ondelete: str, *, nullable: bool) -> Any:
-    return Field(
-        default=None,
-        sa_column=Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable),
-    )
-
-
-class Line(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    name: str = Field(max_length=50)
-
-
-class Station(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    line_id: int | None = _reference("line.id", "CASCADE", nullable=False)
-
-
-class Clamp(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    station_id: int | None = _reference("station.id", "CASCADE", nullable=False)
-
-
-class Badge(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    line_id: int | None = _reference("line.id", "SET NULL", nullable=True)
-
-
-class Rack(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    slots: list["Slot"] = Relationship(back_populates="rack", cascade_delete=True)
-
-
-class Slot(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    rack_id: int | None = Field(default=None, foreign_key="rack.id")
-    rack: Optional["Rack"] = Relationship(back_populates="slots")
 
 
 def audit() -> list[tuple[str, str, str, Any]]:
@@ -162,12 +123,6 @@ def test_purge_over_http_is_an_admin_route(backend: str) -> None:
     assert client.delete(url, headers=admin).status_code == 204
     assert client.delete(url, headers=admin).status_code == 404
     assert client.get(f"/users/{user['id']}?include_deleted=true").status_code == 404
-
-
-class Tag(SQLModel, table=True):
-    id: int | None = Field(default=None, primary_key=True)
-    code: str = Field(max_length=20, unique=True)
-    deleted_at: datetime | None = None
 
 
 def test_a_deleted_row_holding_a_unique_value_is_named_in_the_409(backend: str) -> None:

@@ -3,62 +3,24 @@ PostgreSQL and MariaDB, with values across each column's whole range on that bac
 property test): the CSV codec and the backend agree on what a column holds."""
 
 import io
-import uuid
-from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Column,
-    DateTime,
-    Interval,
-    LargeBinary,
-    Numeric,
-    SmallInteger,
-    Text,
-    Time,
     delete,
     insert,
     select,
 )
-from sqlmodel import Field, SQLModel
 
 from storage import database
 from storage.export import write_export
 from storage.importer import import_upload
 from storage.schemas import integer_range
-from support.models import Color
+from support.models import Color, Reading
 
 # No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.
-
-
-class Reading(SQLModel, table=True):
-    """A column of every kind the CSV codec knows."""
-
-    id: int | None = Field(default=None, primary_key=True)
-    small: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
-    count: int | None = None
-    big: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
-    ratio: float | None = None
-    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 4), nullable=True))
-    flag: bool | None = None
-    label: str | None = Field(default=None, max_length=40)
-    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    taken_at: datetime | None = None
-    taken_utc: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
-    day: date | None = None
-    clock: time | None = Field(default=None, sa_column=Column(Time, nullable=True))
-    span: timedelta | None = Field(default=None, sa_column=Column(Interval, nullable=True))
-    ref: uuid.UUID | None = None
-    color: Color | None = None
-    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
-    blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 def integers(column: str, dialect: str) -> st.SearchStrategy[int]:

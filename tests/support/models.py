@@ -6,11 +6,24 @@ class creation.
 
 import enum
 import uuid
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Optional
 
-from sqlalchemy import JSON, Column, Integer, Numeric
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Interval,
+    LargeBinary,
+    Numeric,
+    SmallInteger,
+    Text,
+    Time,
+)
 from sqlmodel import Field, Relationship, SQLModel
 
 
@@ -88,3 +101,78 @@ class Product(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100)
     sku: str = Field(default="", max_length=50)
+
+
+# -- deletes and what they take with them (tests/storage/test_cascades.py) ---------------------
+
+
+def _reference(target: str, ondelete: str, *, nullable: bool) -> Any:
+    return Field(
+        default=None,
+        sa_column=Column(Integer, ForeignKey(target, ondelete=ondelete), nullable=nullable),
+    )
+
+
+class Line(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+
+
+class Station(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int | None = _reference("line.id", "CASCADE", nullable=False)
+
+
+class Clamp(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    station_id: int | None = _reference("station.id", "CASCADE", nullable=False)
+
+
+class Badge(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int | None = _reference("line.id", "SET NULL", nullable=True)
+
+
+class Rack(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    slots: list["Slot"] = Relationship(back_populates="rack", cascade_delete=True)
+
+
+class Slot(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    rack_id: int | None = Field(default=None, foreign_key="rack.id")
+    rack: Optional["Rack"] = Relationship(back_populates="slots")
+
+
+class Tag(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    deleted_at: datetime | None = None
+
+
+# -- a column of every kind (tests/storage/test_csv_roundtrip.py) ---------------------------
+
+
+class Reading(SQLModel, table=True):
+    """A column of every kind the CSV codec knows."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    small: int | None = Field(default=None, sa_column=Column(SmallInteger, nullable=True))
+    count: int | None = None
+    big: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    ratio: float | None = None
+    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 4), nullable=True))
+    flag: bool | None = None
+    label: str | None = Field(default=None, max_length=40)
+    note: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    taken_at: datetime | None = None
+    taken_utc: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )
+    day: date | None = None
+    clock: time | None = Field(default=None, sa_column=Column(Time, nullable=True))
+    span: timedelta | None = Field(default=None, sa_column=Column(Interval, nullable=True))
+    ref: uuid.UUID | None = None
+    color: Color | None = None
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
