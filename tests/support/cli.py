@@ -11,10 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import Table, create_engine, select
 from sqlmodel import SQLModel
 
 from storage import database, feed
+from storage.auditor import AuditLog
+from support import models
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -39,11 +41,23 @@ def json_out(result: subprocess.CompletedProcess[str]) -> Any:
     return json.loads(result.stdout)
 
 
+def app_tables() -> list[Table]:
+    """The tables of the app the commands work on: the test models' (``support.models``, what
+    ``--models support.models`` gives the command) and the audit log; not the tables other
+    modules of a test run define (the program store's), which the command's process lacks."""
+    names = {AuditLog.__tablename__} | {
+        model.__tablename__
+        for model in vars(models).values()
+        if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")
+    }
+    return [table for table in SQLModel.metadata.sorted_tables if table.name in names]
+
+
 def use_database(url: str) -> None:
     """Make ``url`` this process's database, with every test table (as an app would)."""
     importlib.reload(database)
     database.set_database_url(url)
-    SQLModel.metadata.create_all(database.get_engine())
+    SQLModel.metadata.create_all(database.get_engine(), tables=app_tables())
 
 
 def release_database() -> None:
@@ -63,7 +77,7 @@ def dump(url: str, tables: list[str] | None = None) -> dict[str, list[tuple[Any,
                         select(table).order_by(*table.primary_key.columns)
                     )
                 ]
-                for table in SQLModel.metadata.sorted_tables
+                for table in app_tables()
                 if tables is None or table.name in tables
             }
     finally:
