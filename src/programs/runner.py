@@ -38,6 +38,7 @@ from programs.store import ProgramStore
 from programs.tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.template import Template
 from storage.auditor import to_json_safe, utcnow
+from storage.errors import StorageError
 from storage.listeners import call_listeners
 
 __all__ = ["Runner"]
@@ -189,7 +190,13 @@ class Runner:
             for job in list(self._jobs.values()):
                 logger.error("run %d did not stop within the shutdown timeout", job.run_id)
                 await self._record(job, RunStatus.cancelled, job.stopped_by, None, None, None)
-            cancelled = await _in_thread(self.ledger.unregister)
+            try:
+                cancelled = await _in_thread(self.ledger.unregister)
+            except StorageError as exc:
+                # The database is gone or changed under a shutting-down process: its lease
+                # runs out and the other processes take over, as after a kill.
+                logger.warning("could not leave the cell on shutdown: %s", exc)
+                cancelled = []
             if cancelled:
                 logger.warning("cancelled %d queued runs: nobody executes them", len(cancelled))
         finally:
