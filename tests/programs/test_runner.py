@@ -244,7 +244,7 @@ class Simulator:
 
     async def run(self, call: ProgramCall) -> Any:
         class Cell:
-            cell_id = "sim"
+            id = "sim"
 
         return await call.invoke(cell=Cell())
 
