@@ -1,47 +1,62 @@
 # Two commands on a fresh clone: `make run` (the example machine app) and `make test`.
+#
+# Both use one virtualenv, $(VENV), made with $(PYTHON) on first use:
+#   make run     installs the package alone (no extras: the example app runs on SQLite)
+#   make test    installs the test set, the extras in EXTRAS, and runs the whole suite
+# EXTRAS (default dev,nova) is what `make test`, `make install`, `make lint` and the benchmarks
+# install. The nova extra (wandelbots-nova with numpy and scipy, about 300 MB) lets `make test`
+# run the NOVA runner tests against the fake NOVA server; `make test EXTRAS=dev` skips them.
+# Another interpreter needs a venv of its own: make test PYTHON=python3.13 VENV=.venv-3.13
 PYTHON ?= python3
 VENV ?= .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-dev
+EXTRAS ?= dev,nova
 HOST ?= 127.0.0.1
 PORT ?= 8000
-# The nova extra (wandelbots-nova, about 300 MB) is part of the dev install so that `make test`
-# runs the NOVA runner tests against the fake NOVA server; EXTRAS=dev skips it.
-EXTRAS ?= dev,nova
+BIN := $(VENV)/bin
+# The test set contains the run set, so installing it stamps both: `make test` then `make run`
+# installs nothing more; `make run` then `make test` adds the extras.
+RUN_STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: install run test lint bench bench-http bench-cells bench-live clean
 
-$(STAMP): pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,nova]"
-	touch $(STAMP)
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
 
-run: $(STAMP)
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $@ $(RUN_STAMP)
+
+install: $(TEST_STAMP)
+
+run: $(RUN_STAMP)
 	$(BIN)/python -m examples.machine_app --host $(HOST) --port $(PORT)
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest --cov --cov-report=term
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests examples bench
 	$(BIN)/mypy src
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/accessor.py
 
 # HTTP throughput and server memory under uvicorn (uses wrk when installed; ~3-5 minutes).
-bench-http: $(STAMP)
+bench-http: $(TEST_STAMP)
 	$(BIN)/python bench/http.py
 
 # Starts, stops and output across two servers on SQLite and PostgreSQL (~1 minute).
-bench-cells: $(STAMP)
+bench-cells: $(TEST_STAMP)
 	$(BIN)/python bench/cells.py
 
 # Change-feed delivery latency, 200 streaming clients' cost, writes with them (~1.5 minutes).
-bench-live: $(STAMP)
+bench-live: $(TEST_STAMP)
 	$(BIN)/python bench/live.py
 
 clean:

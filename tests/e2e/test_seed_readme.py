@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import sqlite3
 import zipfile
+from contextlib import closing
 from pathlib import Path
 
 from support.servers import served
@@ -72,7 +73,7 @@ def test_seed_readme_http_examples(tmp_path: Path) -> None:
         assert response.status_code == 200
         backup = tmp_path / "backup.sqlite"
         backup.write_bytes(response.content)
-        with sqlite3.connect(backup) as connection:
+        with closing(sqlite3.connect(backup)) as connection:
             assert connection.execute("SELECT name FROM user").fetchall() == [("Alice Smith",)]
 
         # Change something, then restore the backup (the seed sends no X-User here)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -319,7 +320,7 @@ def test_backup_writes_a_consistent_sqlite_snapshot(client: TestClient, tmp_path
     assert path.name.startswith("backup-") and path.suffix == ".sqlite"
     assert second.json()["path"] != info["path"]
     assert path.stat().st_size == info["size_bytes"]
-    with sqlite3.connect(path) as snapshot:
+    with closing(sqlite3.connect(path)) as snapshot:
         rows = snapshot.execute("SELECT name, template_name FROM program_instances").fetchall()
     assert rows == [("seam_1", "weld")]
 

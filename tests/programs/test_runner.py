@@ -91,10 +91,12 @@ def test_stop_a_running_run(serve: Serve, program: str, said: str) -> None:
 
 
 def test_a_plain_function_that_ignores_the_stop_ends_cancelled_when_it_returns(
-    serve: Serve,
+    serve: Serve, run_store: ProgramStore
 ) -> None:
+    # Long enough to be still running when the stop comes, also on a busy machine.
+    run_store.create_program("stubborn_2s", "stubborn", {"seconds": 2})
     with serve(stop_wait=0.05) as client:
-        run = wait_running(client, start(client, "stubborn")["id"], say="not listening")
+        run = wait_running(client, start(client, "stubborn_2s")["id"], say="not listening")
         response = client.post(f"/api/v2/runs/{run['id']}/stop", headers=BOB)
         assert response.status_code == 202
         assert response.json()["status"] == "running"
@@ -244,7 +246,7 @@ class Simulator:
 
     async def run(self, call: ProgramCall) -> Any:
         class Cell:
-            cell_id = "sim"
+            id = "sim"
 
         return await call.invoke(cell=Cell())
 

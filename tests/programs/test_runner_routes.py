@@ -121,8 +121,11 @@ def test_read_one_run(serve: Serve) -> None:
         assert client.get("/api/v2/runs/abc").status_code == 422
 
 
-def test_stop_status_codes(serve: Serve) -> None:
-    with serve(stop_wait=0.05) as client:
+def test_stop_status_codes(serve: Serve, run_store: ProgramStore) -> None:
+    # Margins a busy machine keeps: a run that honours the stop ends well within stop_wait,
+    # and the stubborn one goes on for longer than that after it.
+    run_store.create_program("stubborn_3s", "stubborn", {"seconds": 3})
+    with serve(stop_wait=1.0) as client:
         done = wait_for(client, start(client, "greet")["id"])
         assert client.post(f"/api/v2/runs/{done['id']}/stop", headers=ADA).status_code == 409
         assert client.post("/api/v2/runs/999999/stop", headers=ADA).status_code == 404
@@ -130,7 +133,7 @@ def test_stop_status_codes(serve: Serve) -> None:
         stopped = client.post(f"/api/v2/runs/{running['id']}/stop")  # as seed 000's clients
         assert stopped.status_code == 200
         assert client.get(f"/api/v2/runs/{running['id']}").json()["stopped_by"] == "anonymous"
-        stubborn = wait_running(client, start(client, "stubborn")["id"], say="not listening")
+        stubborn = wait_running(client, start(client, "stubborn_3s")["id"], say="not listening")
         assert client.post(f"/api/v2/runs/{stubborn['id']}/stop", headers=ADA).status_code == 202
         wait_for(client, stubborn["id"])
 

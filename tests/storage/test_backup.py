@@ -11,6 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -124,31 +125,31 @@ def corrupt(data: bytes) -> bytes:
 
 
 def foreign_schema() -> bytes:
-    connection = sqlite3.connect(":memory:")
-    connection.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY, item TEXT)")
-    connection.execute("INSERT INTO inventory (item) VALUES ('bolt')")
-    return connection.serialize()
+    with closing(sqlite3.connect(":memory:")) as connection:
+        connection.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY, item TEXT)")
+        connection.execute("INSERT INTO inventory (item) VALUES ('bolt')")
+        return connection.serialize()
 
 
 def edited(*statements: str) -> Callable[[bytes], bytes]:
     """The good snapshot with ``statements`` run on it."""
 
     def edit(data: bytes) -> bytes:
-        connection = sqlite3.connect(":memory:")
-        connection.deserialize(data)
-        for statement in statements:
-            connection.execute(statement)
-        connection.commit()
-        return connection.serialize()
+        with closing(sqlite3.connect(":memory:")) as connection:
+            connection.deserialize(data)
+            for statement in statements:
+                connection.execute(statement)
+            connection.commit()
+            return connection.serialize()
 
     return edit
 
 
 def missing_column(data: bytes) -> bytes:
-    connection = sqlite3.connect(":memory:")
-    connection.deserialize(data)
-    connection.execute('ALTER TABLE "user" DROP COLUMN age')
-    return connection.serialize()
+    with closing(sqlite3.connect(":memory:")) as connection:
+        connection.deserialize(data)
+        connection.execute('ALTER TABLE "user" DROP COLUMN age')
+        return connection.serialize()
 
 
 BAD_FILES: list[object] = [

@@ -203,6 +203,7 @@ class TestTransactions:
             assert [u.name for u in users.all()] == ["a"]
 
 
+@pytest.mark.slow
 def test_concurrent_writers_on_one_sqlite_file(sqlite_db: Path) -> None:
     """8 threads x 500 audited writes: no "database is locked", no lost row or audit row."""
     users = ModelAccessor(User, "users")
@@ -240,6 +241,7 @@ for i in range(200):
 """
 
 
+@pytest.mark.slow
 def test_writers_in_two_processes_share_one_sqlite_file(sqlite_db: Path) -> None:
     users = ModelAccessor(User, "users")
     tests_dir = str(Path(__file__).parents[1])

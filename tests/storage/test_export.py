@@ -178,6 +178,7 @@ def test_export_has_one_csv_per_table_including_the_audit_log(backend: str) -> N
     assert any(row[3] == NULL for row in users[1:]), "a NULL age is written as \\N"
 
 
+@pytest.mark.slow
 def test_export_is_handed_out_while_it_is_written(backend: str) -> None:
     users = ModelAccessor(User, "users", enable_auditing=False)
     users.insert_many([User(name=f"user {n}", email=f"{n}@example.com") for n in range(20_000)])
@@ -203,6 +204,7 @@ def test_an_abandoned_export_ends_its_read_transaction(sqlite_db: Path) -> None:
     assert not wal_checkpoint_blocked(sqlite_db)
 
 
+@pytest.mark.slow
 def test_export_memory_does_not_grow_with_table_size(sqlite_db: object) -> None:
     users = ModelAccessor(User, "users", enable_auditing=False)
 

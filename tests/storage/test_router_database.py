@@ -10,6 +10,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -375,9 +376,9 @@ def test_restore_dry_run_and_no_integrity_check(client: TestClient) -> None:
 
 
 def foreign_sqlite() -> bytes:
-    connection = sqlite3.connect(":memory:")
-    connection.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY)")
-    return connection.serialize()
+    with closing(sqlite3.connect(":memory:")) as connection:
+        connection.execute("CREATE TABLE inventory (id INTEGER PRIMARY KEY)")
+        return connection.serialize()
 
 
 BAD_RESTORES: list[object] = [
@@ -586,6 +587,7 @@ def test_audit_offset_beyond_any_backend_is_422(client: TestClient) -> None:
 def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
     sqlite_db: Path,
 ) -> None:
+    database.get_database().dispose()  # the fixture's: this test needs a shorter busy timeout
     importlib.reload(database)
     database.set_database_url(f"sqlite:///{sqlite_db}")
     database.get_database().set_busy_timeout(0.5)

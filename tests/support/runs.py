@@ -110,7 +110,7 @@ def runner_registry() -> ProgramRegistry:
     @registry.program(name="maybe_robot", model=Moves)
     async def maybe_robot(params: Moves, ctx: RunContext, cell: Any = None) -> str:
         """Run with or without a robot."""
-        return "no robot" if cell is None else f"cell {cell.cell_id} via {ctx.backend}"
+        return "no robot" if cell is None else f"cell {cell.id} via {ctx.backend}"
 
     @registry.program(name="move", model=Moves)
     async def move(params: Moves, cell: Any) -> list[float]:

@@ -1,6 +1,6 @@
 """The NOVA backend: programs run with a connection to Wandelbots NOVA (``wandelbots-nova``).
 
-The SDK's own ``PythonProgramRunner`` is not used, because of three problems it has (5.11):
+The SDK's own ``PythonProgramRunner`` is not used, because of three problems it has (5.11, 6.x):
 its output capture is process-wide (``redirect_stdout``: concurrent runs capture each other's
 prints, and ``sys.stdout`` can be left as a dead tee), a stop right after the start is lost
 (its stop event does not exist yet), and a cancelled run leaks its connections (``Nova.close()``
@@ -155,9 +155,10 @@ def load_sdk() -> SimpleNamespace:
 
 
 def _run_cell_class(cell_class: type[Any]) -> type[Any]:
-    # Every Controller the SDK hands out has an HTTP session of its own that only its close()
-    # ends, and programs never close them (nor do the SDK's examples): a run's cell remembers
-    # the controllers it made, and the backend closes them when the run ends.
+    # On SDK 5.x every Controller the SDK hands out has an HTTP session of its own that only
+    # its close() ends, and programs never close them (nor do the SDK's examples): a run's cell
+    # remembers the controllers it made, and the backend closes them when the run ends. On 6.x
+    # they share the Nova's session, and their close() leaves it to Nova.
     class RunCell(cell_class):  # type: ignore[misc]
         """A ``nova.Cell`` that remembers the controllers it hands out."""
 
