@@ -25,7 +25,7 @@ __all__ = ["ModelAccessor"]
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 _IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
-# The component of each table an accessor was made for (the first one), which the audit rows
+# The component of each table an accessor was made for (the latest one), which the audit rows
 # of rows a delete takes with it are filed under; a table without one goes by its name.
 _COMPONENTS: dict[str, str] = {}
 
@@ -59,7 +59,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         self._shape = shape
         self._pk_column = shape.pk_column
         self._inserter = BulkInserter(shape.mapper)
-        _COMPONENTS.setdefault(self.table_name, component_name)
+        _COMPONENTS[self.table_name] = component_name
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
