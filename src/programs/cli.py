@@ -185,6 +185,11 @@ def _server_only(
     return api
 
 
+def _post_run(api: _Api, path: str, as_json: bool) -> None:
+    run = api.call("POST", path)
+    emit_json(run) if as_json else _print_runs([run])
+
+
 @runs_app.command("start")
 def start_run(
     program: Annotated[str, typer.Argument(metavar="PROGRAM")],
@@ -195,9 +200,8 @@ def start_run(
     as_json: JsonOption = False,
 ) -> None:
     """Start a run of a stored program (it is queued; prints the run)."""
-    api = _server_only(server, db, header, user)
-    run = api.call("POST", f"/programs/{urllib.parse.quote(program, safe='')}/runs")
-    emit_json(run) if as_json else _print_runs([run])
+    path = f"/programs/{urllib.parse.quote(program, safe='')}/runs"
+    _post_run(_server_only(server, db, header, user), path, as_json)
 
 
 @runs_app.command("stop")
@@ -210,9 +214,7 @@ def stop_run(
     as_json: JsonOption = False,
 ) -> None:
     """Ask a run to stop (a queued run is cancelled at once)."""
-    api = _server_only(server, db, header, user)
-    run = api.call("POST", f"/runs/{run_id}/stop")
-    emit_json(run) if as_json else _print_runs([run])
+    _post_run(_server_only(server, db, header, user), f"/runs/{run_id}/stop", as_json)
 
 
 @runs_app.command("logs")

@@ -30,6 +30,7 @@ from storage.auditor import to_json_safe
 __all__ = ["Dependant", "dependants"]
 
 _CHUNK = 500
+_REFERENCES: dict[tuple[str, int, int], list[tuple[ForeignKey, str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,17 @@ def _change(
     return Dependant(table, "update", key, before, {**before, column.name: None})
 
 
-def _references(parent: Table) -> Iterator[tuple[ForeignKey, str]]:
+def _references(parent: Table) -> list[tuple[ForeignKey, str]]:
     """The single-column foreign keys pointing at ``parent``, and what a delete does to the
-    rows holding them."""
+    rows holding them: searched once per table while no model is added, not on every delete."""
+    key = (parent.name, len(SQLModel.metadata.tables), len(SQLModel._sa_registry.mappers))
+    found = _REFERENCES.get(key)
+    if found is None:
+        found = _REFERENCES[key] = list(_search(parent))
+    return found
+
+
+def _search(parent: Table) -> Iterator[tuple[ForeignKey, str]]:
     orm = _orm_effects(parent)
     for child in SQLModel.metadata.tables.values():
         if _key_column(child) is None:
