@@ -306,3 +306,23 @@ def _saved_upload(data: bytes, folder: Path) -> tuple[Path, int]:
         file: Any = io.BytesIO(data)
 
     return io_helpers.save_upload_to_temp(Upload(), folder)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("backend")
+def test_a_hook_finds_the_database_url_in_a_capped_write() -> None:
+    """docs/compatibility.md: ``session.get_bind().engine.url`` works in every write, a write
+    that the row cap guards on MySQL/MariaDB included."""
+    accessor = ModelAccessor(User, "users")
+    urls: list[str] = []
+
+    @accessor.after_insert()
+    def remember_url(session: Session, instance: User) -> None:
+        urls.append(str(session.get_bind().engine.url))
+
+    app = FastAPI()
+    app.include_router(build_crud_router(accessor, max_records=5))
+    created = TestClient(app).post(
+        "/users/", json={"name": "Ada", "email": "ada@x.io"}, headers={"X-User": "op"}
+    )
+    assert created.status_code == 201, created.text
+    assert urls == [str(database.get_engine().url)]
