@@ -1,14 +1,16 @@
 """``machine-storage runs`` and ``machine-storage worker``: added to the command line through
 the ``machine_storage.cli`` entry point group (storage never imports programs).
 
-``runs`` talks to a server's ``/api/v2`` routes (``--server``: every subcommand) or reads the
-runner's tables directly (``--db``: ``list`` and ``show``).
+``runs`` talks to a server's ``/api/v2`` routes (``--server``: every subcommand) or to the
+runner's tables directly (``--db``: every subcommand but ``start``, which needs the app's
+templates to check a program's parameters).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from storage.cli_common import CommandFailed, JsonOption, emit_json, open_database
+from storage.http import ANONYMOUS_ACTOR
 
 __all__ = ["register"]
 
@@ -35,6 +38,8 @@ HeaderOption = Annotated[
 ]
 UserOption = Annotated[str | None, typer.Option("--user", help="Sent as X-User: the actor.")]
 JSON_HEADERS = {"Accept": "application/json"}
+# How often `runs logs --db --follow` looks for new lines.
+FOLLOW_POLL_SECONDS = 0.5
 
 
 class _Api:
@@ -213,8 +218,19 @@ def stop_run(
     user: UserOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Ask a run to stop (a queued run is cancelled at once)."""
-    _post_run(_server_only(server, db, header, user), f"/runs/{run_id}/stop", as_json)
+    """Ask a run to stop (a queued run is cancelled at once; a running one stops when the
+    process that executes it next looks at its cell)."""
+    api = _source(server, db, header, user)
+    if api is not None:
+        _post_run(api, f"/runs/{run_id}/stop", as_json)
+        return
+    from programs.cells import CellLedger, Instance
+    from programs.config import RunnerConfig
+    from programs.history import RunHistory
+
+    ledger = CellLedger(RunnerConfig(), RunHistory(), Instance.this_process("cli"))
+    run = _row(ledger.request_stop(run_id, user or ANONYMOUS_ACTOR).run)
+    emit_json(run) if as_json else _print_runs([run])
 
 
 @runs_app.command("logs")
@@ -230,17 +246,45 @@ def run_logs(
     as_json: JsonOption = False,
 ) -> None:
     """A run's printed lines and log records (with --json, one JSON object per line)."""
-    api = _server_only(server, db, header, user)
-    if not follow:
-        for line in api.call("GET", f"/runs/{run_id}/logs?limit=10000"):
-            typer.echo(json.dumps(line)) if as_json else typer.echo(line["text"], nl=False)
-        return
+    api = _source(server, db, header, user)
+    if api is None:
+        lines: Iterator[dict[str, Any]] = _database_lines(run_id, follow=follow)
+    elif follow:
+        lines = _followed_lines(api, run_id, as_json)
+    else:
+        lines = iter(api.call("GET", f"/runs/{run_id}/logs?limit=10000"))
+    for line in lines:
+        typer.echo(json.dumps(line)) if as_json else typer.echo(line["text"], nl=False)
+
+
+def _followed_lines(api: _Api, run_id: int, as_json: bool) -> Iterator[dict[str, Any]]:
     for name, data in api.events(f"/runs/{run_id}/events"):
         event = json.loads(data)
         if name in ("output", "log"):
-            typer.echo(json.dumps(event)) if as_json else typer.echo(event["text"], nl=False)
+            yield event
         elif name == "status" and not as_json:
             typer.echo(f"[{event['status']}]", err=True)
+
+
+def _database_lines(run_id: int, *, follow: bool) -> Iterator[dict[str, Any]]:
+    """The run's lines from its table, as the logs route gives them; with ``follow``, polled
+    until the run has ended and its last lines are read."""
+    from programs.history import RunHistory
+    from programs.lines import read_lines
+    from programs.tables import RunStatus
+
+    history, after = RunHistory(), 0
+    history.get(run_id)  # RunNotFound before anything is printed
+    while True:
+        ended = not follow or RunStatus(history.get(run_id).status).is_final
+        while page := read_lines(run_id, after=after, limit=1000):
+            for line in page:
+                data = _row(line)
+                yield {key: data[key] for key in ("seq", "stream", "text", "created_at")}
+            after = page[-1].seq
+        if ended:
+            return
+        time.sleep(FOLLOW_POLL_SECONDS)
 
 
 def worker_command(

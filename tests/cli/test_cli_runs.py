@@ -58,7 +58,7 @@ def test_runs_errors_have_exit_codes(robot_app: tuple[str, str]) -> None:
     unknown = run_cli("runs", "start", "no_such_program", "--server", server)
     assert unknown.returncode == 1 and "404" in unknown.stderr
     assert run_cli("runs", "list").returncode == 2
-    assert run_cli("runs", "stop", "1", "--db", url).returncode == 2
+    assert run_cli("runs", "start", "demo_moves", "--db", url).returncode == 2
     assert run_cli("runs", "list", "--server", server, "-H", "no colon").returncode == 2
     down = run_cli("runs", "list", "--server", "http://127.0.0.1:1")
     assert down.returncode == 1 and "cannot reach" in down.stderr
@@ -85,3 +85,36 @@ def test_worker_executes_until_sigterm(tmp_path: Path) -> None:
     finally:
         worker.kill()
         worker.communicate()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_stop_and_follow_a_run_through_the_database(backend: str) -> None:
+    """``runs stop --db`` reaches the server that executes the run; ``runs logs --follow --db``
+    prints its lines until it has ended, the same lines as the server's logs route."""
+    with fresh_database(backend) as url:
+        env = {"STORAGE_DATABASE_URL": url, "PYTHONPATH": str(ROOT / "tests")}
+        with server_process(["tests/e2e/cell_app.py"], env=env, ready_path="/db/health") as server:
+            http = server.client
+            body = {"template_name": "chatty", "data": {"tick": 0.05}}
+            assert http.post("/api/v2/programs/talk", json=body).status_code == 201
+            run = http.post("/api/v2/programs/talk/runs").json()
+            command = ["runs", "logs", str(run["id"]), "--follow", "--json", "--db", url]
+            with subprocess.Popen(
+                [sys.executable, "-m", "storage.cli", *command],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            ) as follower:
+                assert follower.stdout is not None and follower.stderr is not None
+                first = json.loads(follower.stdout.readline())  # the run is printing
+                assert first["stream"] == "output" and first["text"].startswith("line 0")
+                stopped = json_out(run_cli("runs", "stop", str(run["id"]), "--db", url, "--json"))
+                assert stopped["stopped_by"] == "anonymous"
+                rest = follower.stdout.read()  # until the command ends with the run
+                assert follower.wait(timeout=60) == 0, follower.stderr.read()
+            followed = [first, *map(json.loads, rest.splitlines())]
+            ended = http.get(f"/api/v2/runs/{run['id']}").json()
+            assert ended["status"] == "cancelled"
+            assert followed == http.get(f"/api/v2/runs/{run['id']}/logs?limit=10000").json()
+            again = run_cli("runs", "stop", str(run["id"]), "--db", url)
+            assert again.returncode == 1 and "already ended" in again.stderr
