@@ -21,6 +21,10 @@ def serve_command(
         typer.Option("--database-url", help="Sets STORAGE_DATABASE_URL for the app."),
     ] = None,
     reload: Annotated[bool, typer.Option("--reload", help="Restart on code changes.")] = False,
+    factory: Annotated[
+        bool,
+        typer.Option("--factory", help="MODULE:APP is a function that returns the app."),
+    ] = False,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Serve a FastAPI app (uvicorn). Listens on 127.0.0.1 unless told otherwise."""
@@ -36,6 +40,7 @@ def serve_command(
         port=port,
         workers=workers,
         reload=reload,
+        factory=factory,
         log_level=log_level,
         timeout_graceful_shutdown=10,
     )
