@@ -3,7 +3,9 @@
 ``storage.bootstrap`` knows nothing about programs. It accepts ``extensions``: callables it
 calls with the app after the database is ready. :class:`ProgramsExtension` is one; building it
 imports this package, which registers the program tables before bootstrap creates tables.
-``bootstrap(app, programs=...)`` is shorthand that builds it for you.
+``bootstrap(app, programs=...)`` is shorthand that builds it for you: this class is the
+``programs`` entry of the ``machine_storage.extensions`` entry-point group, which bootstrap
+looks up, so storage never imports this package.
 
 The extension also mounts the program runner (:mod:`programs.runner`) unless ``runner=False``:
 by default configured from the environment (:meth:`RunnerConfig.from_env`: the local backend,

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import SQLModel
 
 from storage import database, restore
 from storage.accessor import ModelAccessor
+from storage.errors import ConfigurationError
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.readiness import SchemaCheck
 
@@ -19,7 +21,11 @@ if TYPE_CHECKING:
 
     from storage.metrics import StorageMetrics
 
-__all__ = ["bootstrap", "prepare_database"]
+__all__ = ["EXTENSION_GROUP", "bootstrap", "prepare_database"]
+
+EXTENSION_GROUP = "machine_storage.extensions"
+"""The entry-point group of the packages that plug into :func:`bootstrap`: an entry named
+``programs`` is the factory behind ``bootstrap(programs=...)`` (``programs.ProgramsExtension``)."""
 
 logger = logging.getLogger("storage.bootstrap")
 
@@ -74,8 +80,8 @@ def bootstrap(
     auto_migrate: bool = False,
     max_records_per_model: int | None = 5,
     enable_db_router: bool = True,
-    programs: Any = None,
-    runner: Any = True,
+    programs: object = None,
+    runner: object = True,
     extensions: Iterable[Callable[[FastAPI | None], None]] = (),
     sqlite_synchronous: str | None = None,
     offline_docs: bool = True,
@@ -95,7 +101,8 @@ def bootstrap(
         max_records_per_model: row cap per model for the CRUD routers (``None``: no cap).
         enable_db_router: mount the ``/db`` router.
         programs: where program templates come from (package names, a registry or a store);
-            mounts the ``/api/v2`` program routes (see :class:`programs.ProgramsExtension`).
+            mounts the ``/api/v2`` program routes (see :class:`programs.ProgramsExtension`,
+            which plugs in through the :data:`EXTENSION_GROUP` entry points).
         runner: with ``programs``: ``True`` runs programs with a runner configured from the
             environment, a ``programs.RunnerConfig`` or ``programs.Runner`` is used as given,
             ``False`` mounts no run routes.
@@ -116,19 +123,18 @@ def bootstrap(
             (see :func:`storage.router_model.build_crud_router`).
 
     Raises:
-        ConfigurationError: the database is already in use with another URL.
+        ConfigurationError: the database is already in use with another URL, or ``programs``
+            without the programs extension's entry point.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
         MissingDependencyError: ``metrics`` without prometheus-client installed.
     """
     accessors = list(accessors)
     extensions = list(extensions)
     if programs is not None:
-        # Imported only when asked for, so that storage never depends on programs; building
-        # the extension registers the program tables before they are created below.
-        from programs.extension import ProgramsExtension
-
+        # The programs package plugs in through an entry point: storage never imports it.
+        # Building the extension registers the program tables before they are created below.
         extensions.append(
-            ProgramsExtension(
+            _plugin("programs")(
                 programs,
                 auth=router_options.get("auth"),
                 create_tables=create_tables,
@@ -167,6 +173,17 @@ def bootstrap(
         from storage.console import mount_console
 
         mount_console(app, console if isinstance(console, str) else "/console")
+
+
+def _plugin(name: str) -> Callable[..., Callable[[FastAPI | None], None]]:
+    """The extension factory installed as ``name`` in the :data:`EXTENSION_GROUP` group."""
+    for entry_point in entry_points(group=EXTENSION_GROUP, name=name):
+        factory: Callable[..., Callable[[FastAPI | None], None]] = entry_point.load()
+        return factory
+    raise ConfigurationError(
+        f"bootstrap({name}=...) needs the {name!r} entry point of the {EXTENSION_GROUP!r} "
+        "group, which machine-storage's installed metadata registers: reinstall machine-storage"
+    )
 
 
 def _serve_metrics(app: FastAPI, metrics: bool | StorageMetrics, auth: Any) -> None:
