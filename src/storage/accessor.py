@@ -15,9 +15,11 @@ from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.cascades import Dependant, dependants
-from storage.errors import DatabaseBusyError, translate_driver_errors
+from storage.constraints import FOREIGN_KEY, BrokenConstraint
+from storage.errors import DatabaseBusyError, IntegrityConflictError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
+from storage.references import missing_parent
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
 
 __all__ = ["ModelAccessor"]
@@ -221,7 +223,7 @@ class ModelAccessor(HookDecorators[ModelT]):
 
     def insert(self, obj: ModelT, *, actor: str = "internal") -> ModelT:
         """Insert one row, audited, and return it with its primary key set."""
-        with self._write() as session:
+        with self._write([obj]) as session:
             self._insert_rows(session, [obj], actor)
         return obj
 
@@ -229,7 +231,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         """Insert rows in one transaction with bulk statements, each row audited."""
         rows = list(objs)
         if rows:
-            with self._write() as session:
+            with self._write(rows) as session:
                 self._insert_rows(session, rows, actor)
         return rows
 
@@ -244,7 +246,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         key = getattr(obj, self.primary_key)
         # Taken before the write starts: opening a savepoint flushes the caller's edits.
         loaded_before = self._shape.committed_snapshot(obj) if inspect(obj).persistent else None
-        with self._write() as session:
+        with self._write([obj]) as session:
             stored = session.get(self.model, key) if key is not None else None
             if stored is None:
                 self._insert_rows(session, [obj], actor)
@@ -273,7 +275,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         self._shape.check_updatable(fields)
         if not fields:
             return self.get(id)
-        with self._write() as session:
+        with self._write([fields]) as session:
             obj = session.get(self.model, self.coerce_key(id))
             if obj is None or self._shape.is_deleted(obj):
                 return None
@@ -371,7 +373,26 @@ class ModelAccessor(HookDecorators[ModelT]):
     # -- internals -------------------------------------------------------------------------
 
     @contextmanager
-    def _write(self) -> Iterator[Session]:
+    def _write(self, written: Sequence[Any] = ()) -> Iterator[Session]:
+        """The write's transaction (a savepoint inside a caller's); a broken foreign key that
+        the database does not name is named after the values in ``written``."""
+        try:
+            with self._transaction() as session:
+                yield session
+        except IntegrityConflictError as exc:
+            broken = exc.constraint
+            if not written or broken is None or broken.kind != FOREIGN_KEY or broken.name:
+                raise
+            column = missing_parent(self.model.__table__, written)  # type: ignore[attr-defined]
+            if column is None:
+                raise
+            named = BrokenConstraint(FOREIGN_KEY, column)
+            error = IntegrityConflictError(str(named), exc.statement, exc.params, exc.orig)
+            error.constraint = named
+            raise error from exc
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
         current = database.CURRENT_SESSION.get()
         if current is None:
             with database.transaction() as session:

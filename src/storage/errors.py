@@ -44,6 +44,8 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
+from storage.constraints import broken_constraint
+
 __all__ = [
     "ColumnValueError",
     "ConfigurationError",
@@ -123,8 +125,19 @@ class ConflictError(StorageError):
 class IntegrityConflictError(_FromSQLAlchemy, ConflictError, sa_exc.IntegrityError):
     """A database constraint (unique, foreign key, not null, check) rejected the write.
 
-    Also a ``sqlalchemy.exc.IntegrityError``.
+    Also a ``sqlalchemy.exc.IntegrityError``. ``constraint`` says which kind, and its name
+    when the database gives one (:class:`storage.constraints.BrokenConstraint`).
     """
+
+    def __init__(
+        self,
+        message: str,
+        statement: str | None = None,
+        params: Any = None,
+        orig: Exception | None = None,
+    ) -> None:
+        super().__init__(message, statement, params, orig)
+        self.constraint = broken_constraint(orig)
 
 
 class SoftDeleteNotSupported(ConflictError):
@@ -212,44 +225,15 @@ class OperationCancelledError(StorageError):
     was rolled back, nothing of it was kept."""
 
 
-_CONSTRAINT_PATTERNS = (
-    # SQLite: "UNIQUE constraint failed: users.email"
-    re.compile(
-        r"(?P<kind>UNIQUE|NOT NULL|CHECK|FOREIGN KEY) constraint failed(?:: (?P<what>[\w.,\s]+))?"
-    ),
-    # PostgreSQL: 'duplicate key value violates unique constraint "users_email_key"'
-    re.compile(
-        r'violates (?P<kind>unique|foreign key|not-null|check) constraint "(?P<what>[^"]+)"'
-    ),
-    # PostgreSQL not-null: 'null value in column "name" of relation "users" violates ...'
-    re.compile(r'null value in column "(?P<what>[^"]+)"(?P<kind>)'),
-    # MySQL / MariaDB: "Duplicate entry ... for key 'users.email'"
-    re.compile(r"Duplicate entry .* for key '(?P<what>[^']+)'(?P<kind>)"),
-    re.compile(r"Column '(?P<what>[^']+)' cannot be null(?P<kind>)"),
-    re.compile(r"(?P<kind>foreign key) constraint fails"),
-)
-
-
-def _describe_integrity_error(exc: sa_exc.IntegrityError) -> str:
-    text = str(exc.orig)
-    for pattern in _CONSTRAINT_PATTERNS:
-        match = pattern.search(text)
-        if match:
-            kind = (match.groupdict().get("kind") or "").lower().replace("-", " ")
-            what = (match.groupdict().get("what") or "").strip()
-            if not kind:
-                kind = "not null" if "null" in text.lower() else "unique"
-            return f"{kind} constraint violated" + (f" ({what})" if what else "")
-    return "a database constraint rejected the write"
-
-
 # Transient conflicts between transactions: SQLite's lock, PostgreSQL's deadlock and
 # serialization failures, MySQL/MariaDB's deadlock and lock wait timeout.
 _SQLITE_BUSY_CODES = (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (primary result codes)
 # deadlock_detected, serialization_failure: the server rolled the transaction back
 _POSTGRES_DEADLOCK_STATES = ("40P01", "40001")
 _POSTGRES_BUSY_STATES = ("55P03", *_POSTGRES_DEADLOCK_STATES)  # 55P03: lock_timeout
-_MYSQL_DEADLOCK_CODES = (1213,)  # ER_LOCK_DEADLOCK: rolled back
+# ER_LOCK_DEADLOCK: rolled back; ER_CHECKREAD: a snapshot transaction (MariaDB's
+# innodb_snapshot_isolation) met a row changed since it began, a serialization failure.
+_MYSQL_DEADLOCK_CODES = (1213, 1020)
 _MYSQL_BUSY_CODES = (1205, *_MYSQL_DEADLOCK_CODES)  # 1205: lock wait timeout
 
 
@@ -359,14 +343,17 @@ def translate(exc: Exception) -> StorageError:
         context: tuple[Any, ...] = (exc.statement, exc.params, exc.orig)
     else:
         context = (None, None, exc)
-    if isinstance(exc, sa_exc.IntegrityError):
-        return IntegrityConflictError(_describe_integrity_error(exc), *context)
     if isinstance(exc, sa_exc.DBAPIError):
         driver_error: BaseException | None = exc.orig
     elif isinstance(exc, sa_exc.SQLAlchemyError):
         return StorageError(f"database error ({type(exc).__name__})")
     else:
         driver_error = exc
+    # By code: MariaDB reports a failed CHECK as an OperationalError.
+    broken = broken_constraint(driver_error)
+    if broken is not None or isinstance(exc, sa_exc.IntegrityError):
+        message = str(broken) if broken else "a database constraint rejected the write"
+        return IntegrityConflictError(message, *context)
     kind = type(driver_error).__name__
     text = str(driver_error).lower()
     missing = _missing_schema(driver_error)

@@ -146,6 +146,10 @@ def test_store_start_watch_and_stop_a_program(console: Console, server: Server) 
     page.get_by_role("link", name="← Runs").click()
     page.get_by_role("checkbox", name="cancelled").check()
     expect(page.locator("table.records tbody tr", has_text="jog")).to_have_count(1)
+    page.get_by_label("Program").select_option("jog")
+    expect(page.locator("table.records tbody tr")).to_have_count(1)
+    page.get_by_label("Program").select_option("")
+    expect(page.locator("table.records tbody tr", has_text="jog")).to_have_count(1)
     console.screenshot("runs")
 
 

@@ -5,7 +5,7 @@ import {field, fill, h, notify, when} from "./dom.js";
 
 const STATES = ["queued", "running", "completed", "failed", "cancelled"];
 const ENDED = ["completed", "failed", "cancelled"];
-const filters = {status: [], limit: 50};
+const filters = {status: [], program: "", limit: 50};
 
 export function runsTable(runs) {
   if (!runs.length) return h("p", {}, "No runs.");
@@ -25,9 +25,19 @@ export async function renderRuns(main, info, signal) {
   const list = h("div");
   const live = h("span", {class: "live", role: "status"}, "");
 
+  const programs = h("select", {onchange: (event) => { filters.program = event.target.value; load(); }},
+    h("option", {value: ""}, "Every program"));
+  getJSON(`${prefix}/programs`, null, "programs:read")
+    .then((stored) => {
+      programs.append(...stored.map((program) => h("option", {value: program.name}, program.name)));
+      programs.value = filters.program;
+    })
+    .catch(() => {});
+
   async function load() {
+    const path = filters.program ? `${prefix}/programs/${encodeURIComponent(filters.program)}/runs` : `${prefix}/runs`;
     try {
-      const runs = await getJSON(`${prefix}/runs`, {status: filters.status, limit: filters.limit}, "programs:read");
+      const runs = await getJSON(path, {status: filters.status, limit: filters.limit}, "programs:read");
       if (!signal.aborted) fill(list, runsTable(runs));
     } catch (error) {
       fill(list, h("p", {class: "message error"}, explain(error)));
@@ -42,6 +52,7 @@ export async function renderRuns(main, info, signal) {
             filters.status = STATES.filter((item) => item === status ? event.target.checked : filters.status.includes(item));
             load();
           }})))),
+      field("Program", programs),
       field("How many", h("select", {value: String(filters.limit), onchange: (event) => { filters.limit = Number(event.target.value); load(); }},
         [20, 50, 200, 500].map((size) => h("option", {value: String(size)}, size))))),
     live, list);

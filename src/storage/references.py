@@ -1,0 +1,36 @@
+"""The foreign key a write broke, for databases whose error does not say (SQLite): the first
+column whose value names no existing parent row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Table, select
+
+from storage import database
+
+__all__ = ["missing_parent"]
+
+
+def missing_parent(table: Table, written: Iterable[Any]) -> str | None:
+    """``table.column`` of the first foreign key (of one column) for which a value among
+    ``written`` (model instances, or mappings of column values) has no parent row in the
+    committed data; ``None`` when every parent exists. One query per foreign key."""
+    items = list(written)
+    for key in sorted(table.foreign_keys, key=lambda fk: fk.parent.name):
+        if key.constraint is not None and len(key.constraint.columns) != 1:
+            continue
+        name, target = key.parent.name, key.column
+        values = {value for item in items if (value := _value(item, name)) is not None}
+        if not values:
+            continue
+        with database.read_session() as session:
+            found = set(session.scalars(select(target).where(target.in_(values))))
+        if values - found:
+            return f"{table.name}.{name}"
+    return None
+
+
+def _value(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, Mapping) else getattr(item, name, None)
