@@ -158,6 +158,7 @@ def test_download_a_backup_and_restore_it_after_a_dry_run(
 ) -> None:
     page = console.open("#/database")
     expect(page.locator("#health")).to_contain_text("ok sqlite")
+    expect(page.locator("#schema-check")).to_have_text("matches the models")
     expect(page.locator(".diagram img")).to_be_visible(timeout=20_000)
     with page.expect_download() as download:
         page.get_by_role("button", name="Download backup").click()

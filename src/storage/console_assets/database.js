@@ -7,7 +7,9 @@ export async function renderDatabase(main, info, signal) {
   const db = info.db;
   const sections = [h("h1", {}, "Database")];
   const health = h("p", {id: "health"}, "Checking…");
-  if (db.health) sections.push(h("section", {"aria-labelledby": "h-health"}, h("h2", {id: "h-health"}, "Health"), health));
+  const schema = h("p", {id: "schema-check"}, "Checking…");
+  if (db.health) sections.push(h("section", {"aria-labelledby": "h-health"}, h("h2", {id: "h-health"}, "Health"), health,
+    db.ready ? h("p", {}, "Schema: ", schema) : null));
   const stats = h("div");
   if (info.programs?.stats) sections.push(stats);
   if (db.backup || db.restore) sections.push(backupSection(db));
@@ -20,6 +22,12 @@ export async function renderDatabase(main, info, signal) {
     getJSON("/db/health", null, "db:read")
       .then((answer) => fill(health, h("span", {class: "badge completed"}, answer.status), ` ${answer.backend ?? ""}`))
       .catch((error) => fill(health, h("span", {class: "badge failed"}, "unreachable"), ` ${explain(error)}`));
+  }
+  if (db.ready) {
+    // Readiness adds the schema check: a 503 names the tables that differ from the models.
+    getJSON("/db/ready", null, "db:read")
+      .then(() => fill(schema, h("span", {class: "badge completed"}, "matches the models")))
+      .catch((error) => fill(schema, h("span", {class: "badge failed"}, "differs"), ` ${explain(error)}`));
   }
   if (info.programs?.stats) {
     getJSON(`${info.programs.prefix}/database/stats`, null, "programs:read")

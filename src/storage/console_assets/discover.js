@@ -45,6 +45,7 @@ export async function discover() {
     has,
     db: {
       health: has("/db/health", "get"),
+      ready: has("/db/ready", "get"),
       audit: has("/db/audit", "get"),
       changes: has("/db/changes", "get"),
       diagram: has("/db/diagram.svg", "get"),
