@@ -68,8 +68,9 @@ def server_process(
     command = [sys.executable, *args] + (["--port", str(port)] if ready_path else [])
     with tempfile.TemporaryFile("w+", encoding="utf-8", errors="replace") as log:
         process = subprocess.Popen(
-            command, cwd=ROOT, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT
-        )
+            command, cwd=ROOT, env=_unmeasured({**os.environ, **env}), stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
         server = Server(process, httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10), log)
         try:
             with server.client:
@@ -80,6 +81,13 @@ def server_process(
             if process.poll() is None:
                 process.terminate()
                 process.wait(timeout=30)
+
+
+def _unmeasured(env: dict[str, str]) -> dict[str, str]:
+    # Coverage follows child processes (pyproject: patch = ["subprocess"]) so that the command
+    # line, tested only through its entry point, is measured. Servers are left out: tracing
+    # would slow every end-to-end test, and their code is measured in process (TestClient).
+    return {name: value for name, value in env.items() if name != "COVERAGE_PROCESS_CONFIG"}
 
 
 def _wait_until_ready(server: Server, path: str) -> None:
