@@ -69,6 +69,32 @@ _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 _MYSQL: Final = ("mysql", "mariadb")
 
 
+# The JSON schema of a query value, by the column's Python type (enums: their values).
+_SCHEMAS: Final[dict[Any, dict[str, str]]] = {
+    bool: {"type": "boolean"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    Decimal: {"type": "number"},
+    str: {"type": "string"},
+    datetime: {"type": "string", "format": "date-time"},
+    date: {"type": "string", "format": "date"},
+    time: {"type": "string", "format": "time"},
+    uuid.UUID: {"type": "string", "format": "uuid"},
+}
+_PHRASES: Final = {
+    "eq": "equals this",
+    "ne": "differs from this (NULL included)",
+    "lt": "is less than this",
+    "lte": "is at most this",
+    "gt": "is greater than this",
+    "gte": "is at least this",
+    "in": "is one of these comma-separated values (1 to 500)",
+    "like": "matches this SQL pattern (% any text, _ one character)",
+    "ilike": "matches this SQL pattern, ignoring case",
+    "isnull": "is NULL (true) or is not (false)",
+}
+
+
 @dataclass(frozen=True)
 class SortKey:
     """One key of a sort order."""
@@ -129,6 +155,32 @@ class _Field:
             return cast(literal(value, self.column.type), String)
         return value
 
+    def operators(self) -> list[str]:
+        """The operators the document offers for this column: equality, ``ne`` and ``in``
+        for every type, comparisons where values have an order people mean (not booleans,
+        UUIDs or enums), patterns on text, ``isnull`` where the column takes NULL. (``eq``
+        is the bare name, ``field=value``.)"""
+        offered = ["eq", "ne", "in"]
+        if self.kind not in (bool, uuid.UUID) and not _is_enum(self.kind):
+            offered += ["lt", "lte", "gt", "gte"]
+        if self.kind is str:
+            offered += ["like", "ilike"]
+        if self.column.nullable:
+            offered.append("isnull")
+        return offered
+
+    def openapi_schema(self, operator: str) -> dict[str, Any]:
+        """The JSON schema of a query value for ``field__operator``."""
+        if operator == "isnull":
+            return {"type": "boolean"}
+        if operator in ("in", "like", "ilike"):
+            return {"type": "string"}
+        if _is_enum(self.kind):
+            values = [member.value for member in self.kind]
+            kind = "integer" if all(isinstance(v, int) for v in values) else "string"
+            return {"type": kind, "enum": values}
+        return dict(_SCHEMAS.get(self.kind, {"type": "string"}))
+
     def check(self, value: Any, dialect: str) -> Any:
         """``value``, when the column can hold it."""
         if isinstance(value, float) and not math.isfinite(value):
@@ -170,19 +222,26 @@ class ModelQuery:
         return value if field is None else field.check(value, dialect)
 
     def openapi_parameters(self) -> list[dict[str, Any]]:
-        """OpenAPI entries for the filters, one per filterable column (operators described)."""
-        return [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": f"Filter: {name}=value, or {name}__op=value with op one of "
-                "ne, lt, lte, gt, gte, in (a,b,c), like, ilike, isnull (true/false).",
-            }
-            for name in self.fields
-            if name not in self.reserved
-        ]
+        """OpenAPI entries for the filters: per filterable column, one query parameter for each
+        operator that suits its type (see :meth:`_Field.operators`), typed like the column.
+
+        ``field__in`` is one string of comma-separated values, as the server reads it:
+        generated clients send an array parameter as repeated keys, which would AND the lists.
+        """
+        parameters = []
+        for name, field in self.fields.items():
+            for operator in field.operators():
+                bare = operator == "eq" and name not in self.reserved
+                parameters.append(
+                    {
+                        "name": name if bare else f"{name}__{operator}",
+                        "in": "query",
+                        "required": False,
+                        "schema": field.openapi_schema(operator),
+                        "description": f"Only records whose {name} {_PHRASES[operator]}.",
+                    }
+                )
+        return parameters
 
     # -- filters ---------------------------------------------------------------------------
 
@@ -352,6 +411,10 @@ class ModelQuery:
             self.fields[key.name].load(value, dialect=dialect)
             for key, value in zip(keys, values, strict=True)
         ]
+
+
+def _is_enum(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, enum.Enum)
 
 
 def _is_scalar(model: type[SQLModel], name: str) -> bool:
