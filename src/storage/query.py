@@ -67,6 +67,7 @@ MAX_IN_VALUES: Final = 500
 _SCALARS: Final = (bool, int, float, Decimal, str, datetime, date, time, uuid.UUID)
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 _MYSQL: Final = ("mysql", "mariadb")
+_LAX_FLOAT: Final[TypeAdapter[float]] = TypeAdapter(float)
 
 
 # The JSON schema of a query value, by the column's Python type (enums: their values).
@@ -114,6 +115,9 @@ class _Field:
         self.column: Column[Any] = inspect(model).column_attrs[name].columns[0]
         self.kind, _ = strip_optional(model.model_fields[name].annotation)
         self._adapter: TypeAdapter[Any] = TypeAdapter(input_annotation(model, name))
+        # Query text is text: a float column's strict body annotation (which also turns NaN
+        # into text before it validates) would refuse every number written out.
+        self._text = _LAX_FLOAT if self.kind is float else self._adapter
 
     def parse(self, raw: str, *, dialect: str) -> Any:
         """A value from query text."""
@@ -122,7 +126,7 @@ class _Field:
                 raise ValidationError(f"the value for {self.name} contains a NUL character")
             return raw
         try:
-            value = self._adapter.validate_strings(raw)
+            value = self._text.validate_strings(raw)
         except PydanticValidationError as exc:
             if _out_of_range(exc):
                 raise ValidationError(f"{raw} is out of range for {self.name}") from None
