@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import IO, Annotated, Any, ClassVar
 
 from fastapi import Header, HTTPException, Request, Response
-from fastapi.dependencies.utils import get_flat_params
+from fastapi.dependencies.utils import get_dependant, get_flat_params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
@@ -127,6 +127,20 @@ class StorageRoute(APIRoute):
     database that is busy or unreachable (with ``Retry-After``)."""
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        responses = self._documented_responses(path, endpoint, kwargs)
+        added = 422 not in responses and "422" not in responses
+        if added:
+            responses[422] = {"description": "Validation Error", "model": ValidationErrorBody}
+        super().__init__(path, endpoint, **{**kwargs, "responses": responses})
+        if added and not (self.body_field or get_flat_params(self.dependant)):
+            # Nothing to validate: FastAPI would not document a 422 either.
+            self.responses.pop(422)
+            self.response_fields.pop(422, None)
+
+    def _documented_responses(
+        self, path: str, endpoint: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> dict[int | str, Any]:
+        """The route's ``responses``, completed (and ``X-User`` declared in ``kwargs``)."""
         responses = dict(kwargs.get("responses") or {})
         guards = kwargs.get("dependencies") or ()
         if self.uses_database:
@@ -135,6 +149,13 @@ class StorageRoute(APIRoute):
             responses[503] = {**UNAVAILABLE, **given, "headers": headers}
         if any(getattr(d, "dependency", None) is require_local_client for d in guards):
             responses.setdefault(403, {"description": _LOCAL_ONLY})
+        if _needs_actor(path, endpoint, guards):
+            # The dependency reads the header itself (400 without it): FastAPI would document
+            # it as optional.
+            responses.setdefault(400, {"description": "The X-User header is missing"})
+            extra = dict(kwargs.get("openapi_extra") or {})
+            extra["parameters"] = [*extra.get("parameters", []), _X_USER_REQUIRED]
+            kwargs["openapi_extra"] = extra
         for code, response in responses.items():
             if (
                 str(code).isdigit()
@@ -142,21 +163,7 @@ class StorageRoute(APIRoute):
                 and not {"model", "content"} & set(response)
             ):
                 responses[code] = {**response, "model": error_model(int(code))}
-        added = 422 not in responses and "422" not in responses
-        if added:
-            responses[422] = {"description": "Validation Error", "model": ValidationErrorBody}
-        kwargs["responses"] = responses
-        super().__init__(path, endpoint, **kwargs)
-        if added and not (self.body_field or get_flat_params(self.dependant)):
-            # Nothing to validate: FastAPI would not document a 422 either.
-            self.responses.pop(422)
-            self.response_fields.pop(422, None)
-        if uses_dependency(self.dependant, _require_actor_header):
-            # The dependency reads the header itself (answering 400 without it), so FastAPI
-            # would document it as optional.
-            extra = dict(self.openapi_extra or {})
-            extra["parameters"] = [*extra.get("parameters", []), _X_USER_REQUIRED]
-            self.openapi_extra = extra
+        return responses
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -205,6 +212,12 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
         status_code=405,
         headers={"Allow": ", ".join(methods)},
     )
+
+
+def _needs_actor(path: str, endpoint: Callable[..., Any], guards: Sequence[Any]) -> bool:
+    if any(getattr(guard, "dependency", None) is _require_actor_header for guard in guards):
+        return True
+    return uses_dependency(get_dependant(path=path, call=endpoint), _require_actor_header)
 
 
 def _encodable(errors: Sequence[Any]) -> bool:
