@@ -34,6 +34,7 @@ from sqlmodel import Session
 
 from storage import database
 from storage.accessor import ModelAccessor
+from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
 from storage.errors import (
     ConflictError,
     IntegrityConflictError,
@@ -46,7 +47,7 @@ from storage.errors import (
 from storage.etags import etag_of_bytes, if_match, if_none_match
 from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, get_actor
 from storage.limits import RecordCap
-from storage.openapi import ETAG, LINK, LOCATION, NEXT_CURSOR, TOTAL_COUNT, resource_names
+from storage.openapi import resource_names
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
 from storage.streams import add_change_stream, feed_lifespan
@@ -68,80 +69,8 @@ IfNoneMatch = Annotated[
 ]
 IncludeDeleted = Annotated[bool, Query(description="Include soft-deleted records.")]
 
-# Endpoint (a method of _CrudRoutes): HTTP method, path, operation id (of the model's singular
-# and plural nouns), summary, documented error statuses.
-_ROUTES: dict[str, tuple[str, str, str, str, tuple[int, ...]]] = {
-    "list_records": ("GET", "/", "list_{many}", "List {}", ()),
-    "get_record": ("GET", "/{id}", "get_{one}", "Get one of {}", (304, 404)),
-    "create_record": ("POST", "/", "create_{one}", "Create one of {}", (400, 409)),
-    "put_record": (
-        "PUT",
-        "/{id}",
-        "replace_{one}",
-        "Update (or create) one of {}",
-        (400, 409, 412),
-    ),
-    "patch_record": (
-        "PATCH",
-        "/{id}",
-        "update_{one}",
-        "Change fields of one of {}",
-        (400, 404, 409, 412),
-    ),
-    "delete_record": ("DELETE", "/{id}", "delete_{one}", "Delete one of {}", (400, 404, 412)),
-    "restore_record": (
-        "POST",
-        "/{id}/restore",
-        "restore_{one}",
-        "Restore a deleted one of {}",
-        (400, 404, 409, 412),
-    ),
-    "purge_record": (
-        "DELETE",
-        "/{id}/purge",
-        "purge_{one}",
-        "Delete a deleted one of {} for good",
-        (400, 404, 409),
-    ),
-}
-# The headers each route sends, by status.
-_VERSIONED = {"headers": {"ETag": ETAG}}
-_CREATED = {"headers": {"ETag": ETAG, "Location": LOCATION}}
-_HEADERS: dict[str, dict[int, dict[str, Any]]] = {
-    "list_records": {
-        200: {"headers": {"X-Total-Count": TOTAL_COUNT, "Link": LINK, "X-Next-Cursor": NEXT_CURSOR}}
-    },
-    "get_record": {200: _VERSIONED, 304: _VERSIONED},
-    "create_record": {201: _CREATED},
-    "put_record": {200: _VERSIONED, 201: _CREATED},
-    "patch_record": {200: _VERSIONED},
-    "restore_record": {200: _VERSIONED},
-}
 _JSON = "application/json"
 _FLAG = TypeAdapter(bool)
-_GET_PARAMETERS = [
-    {
-        "name": "include_deleted",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "boolean", "default": False, "title": "Include Deleted"},
-        "description": "Include soft-deleted records.",
-    },
-    {
-        "name": "If-None-Match",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "title": "If-None-Match"},
-        "description": "ETags the client has: 304 when the record still has one of them.",
-    },
-]
-_ERRORS = {
-    304: "Not modified: the record still has an ETag named in If-None-Match",
-    400: "The X-User header is missing",
-    404: "No such record (or it is soft-deleted)",
-    409: "Conflict: the record limit, a unique or foreign key, or a soft-deleted record",
-    412: "Precondition failed: the record changed since the ETag in If-Match",
-}
 
 
 def build_crud_router(
@@ -212,17 +141,17 @@ def build_crud_router(
             "response_model": list[one],  # type: ignore[valid-type]
             "openapi_extra": {"parameters": routes.query.openapi_parameters()},
         },
-        "get_record": {"openapi_extra": {"parameters": _GET_PARAMETERS}},
+        "get_record": {"openapi_extra": {"parameters": GET_PARAMETERS}},
         "create_record": {"status_code": 201},
         "put_record": {"responses": {201: {"description": "Created", "model": one}}},
         "delete_record": {"status_code": 204, "response_class": Response, "response_model": None},
         "purge_record": {"status_code": 204, "response_class": Response, "response_model": None},
     }
-    for name, (method, path, operation, summary, errors) in _ROUTES.items():
-        responses: dict[int | str, Any] = {code: {"description": _ERRORS[code]} for code in errors}
+    for name, (method, path, operation, summary, errors) in ROUTES.items():
+        responses: dict[int | str, Any] = {code: {"description": ERRORS[code]} for code in errors}
         extra = {"response_model": one, **options.get(name, {})}
         responses.update(extra.pop("responses", {}))
-        for code, sent in _HEADERS.get(name, {}).items():
+        for code, sent in HEADERS.get(name, {}).items():
             responses[code] = {**responses.get(code, {}), **sent}
         router.add_api_route(
             path,
@@ -301,8 +230,8 @@ class _CrudRoutes:
         """One record, with its ``ETag``; 304 when ``If-None-Match`` names that ETag."""
         # The hottest route, so it is lean: async, because on SQLite the read by key costs
         # less than the hop to a worker thread; its two optional parameters read here (and
-        # documented in _GET_PARAMETERS), because FastAPI's validation of them cost about 6%
-        # of /ping's rate in a trial (docs/performance.md).
+        # documented in crud_docs.GET_PARAMETERS), because FastAPI's validation of them cost
+        # about 6% of /ping's rate in a trial (docs/performance.md).
         include_deleted = _query_flag(request, "include_deleted")
         found = await self.accessor.get_async(self._key(id), include_deleted=include_deleted)
         content = self._render(self._require(found, id))
