@@ -51,6 +51,7 @@ from storage.accessor import ModelAccessor
 from storage.errors import PreconditionFailedError
 from storage.etags import etag_of, if_match, if_none_match
 from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
+from storage.openapi import ETAG, LOCATION
 
 __all__ = ["build_programs_router"]
 
@@ -68,6 +69,10 @@ IfNoneMatch = Annotated[
     str | None,
     Header(alias="If-None-Match", description="ETags the client has (304 when current)."),
 ]
+
+# The headers the routes send: a program's or template's version, and where a new one is.
+_VERSIONED: dict[int | str, Any] = {code: {"headers": {"ETag": ETAG}} for code in (200, 304)}
+_CREATED = {"ETag": ETAG, "Location": LOCATION}
 
 _ERRORS: dict[int, str] = {
     304: "Not modified: the ETag in If-None-Match is current",
@@ -107,7 +112,7 @@ def build_programs_router(
     reads, writes, admin = list(guard.read), list(guard.write), guard.admin_guards
     who = actor_dependency(default_actor)
 
-    @router.get("/program-templates", dependencies=reads)
+    @router.get("/program-templates", dependencies=reads, operation_id="list_program_templates")
     def list_program_templates() -> list[TemplateRead]:
         """Every stored template, also those no longer in the code (``available: false``)."""
         return [TemplateRead.model_validate(row) for row in store.list_templates()]
@@ -115,8 +120,9 @@ def build_programs_router(
     @router.get(
         "/program-templates/{template_name}",
         dependencies=reads,
+        operation_id="get_program_template",
         response_model=TemplateRead,
-        responses=_responses(304, 404),
+        responses={**_responses(304, 404), **_VERSIONED},
     )
     def get_program_template(
         template_name: TemplateName, if_none_match_header: IfNoneMatch = None
@@ -125,12 +131,17 @@ def build_programs_router(
         row = store.get_template(template_name)
         return _respond(row, TemplateRead, store.templates, if_none_match_header)
 
-    @router.get("/programs", dependencies=reads)
+    @router.get("/programs", dependencies=reads, operation_id="list_programs")
     def list_programs() -> list[ProgramRead]:
         """Every program instance, ordered by name."""
         return [ProgramRead.model_validate(row) for row in store.list_programs()]
 
-    @router.get("/programs/template/{template_name}", dependencies=reads, responses=_responses(404))
+    @router.get(
+        "/programs/template/{template_name}",
+        dependencies=reads,
+        operation_id="list_programs_of_template",
+        responses=_responses(404),
+    )
     def list_programs_of_template(template_name: TemplateName) -> list[ProgramRead]:
         """The program instances of one template (404 when the template does not exist)."""
         store.get_template(template_name)
@@ -140,8 +151,9 @@ def build_programs_router(
     @router.get(
         "/programs/{program_name}",
         dependencies=reads,
+        operation_id="get_program",
         response_model=ProgramRead,
-        responses=_responses(304, 404),
+        responses={**_responses(304, 404), **_VERSIONED},
     )
     def get_program(
         program_name: ProgramName, if_none_match_header: IfNoneMatch = None
@@ -153,9 +165,10 @@ def build_programs_router(
     @router.post(
         "/programs/{program_name}",
         dependencies=writes,
+        operation_id="create_program",
         status_code=201,
         response_model=ProgramRead,
-        responses=_responses(400, 404, 409, 422),
+        responses={**_responses(400, 404, 409, 422), 201: {"headers": _CREATED}},
     )
     def create_program(
         request: Request,
@@ -173,8 +186,9 @@ def build_programs_router(
     @router.put(
         "/programs/{program_name}",
         dependencies=writes,
+        operation_id="update_program",
         response_model=ProgramRead,
-        responses=_responses(400, 404, 409, 412, 422),
+        responses={**_responses(400, 404, 409, 412, 422), 200: {"headers": {"ETag": ETAG}}},
     )
     def update_program(
         program_name: ProgramName,
@@ -193,6 +207,7 @@ def build_programs_router(
     @router.delete(
         "/programs/{program_name}",
         dependencies=writes,
+        operation_id="delete_program",
         status_code=204,
         response_class=Response,
         responses=_responses(400, 404, 412),
@@ -208,7 +223,7 @@ def build_programs_router(
             store.delete_program(program_name, actor=actor)
         return Response(status_code=204)
 
-    @router.get("/database/stats", dependencies=reads)
+    @router.get("/database/stats", dependencies=reads, operation_id="get_database_stats")
     def database_stats() -> DatabaseStats:
         """Rows per table, the database's size and backend, and the program store's health
         (invalid programs, unavailable templates, modules that failed to load)."""
@@ -217,6 +232,7 @@ def build_programs_router(
     @router.post(
         "/database/backup",
         dependencies=[*admin, Depends(who)],
+        operation_id="backup_database",
         status_code=201,
         responses=_responses(400),
     )

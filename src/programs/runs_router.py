@@ -38,11 +38,14 @@ from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.feed import get_feed
 from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
+from storage.openapi import LOCATION, TOTAL_COUNT
 from storage.streams import (
+    STREAM_RESPONSES,
     EventStreamResponse,
     Follow,
     LastEventId,
     ResumeAfter,
+    StreamRoute,
     change_stream,
     feed_position,
     parse_cursor,
@@ -71,6 +74,11 @@ StreamFilter = Annotated[
     Literal["output", "log"] | None,
     Query(description="Only printed output, or only log records."),
 ]
+
+# Lists always say how many runs match, over every page.
+_COUNTED: dict[int | str, Any] = {
+    200: {"headers": {"X-Total-Count": {**TOTAL_COUNT, "required": True}}}
+}
 
 _ERRORS: dict[int, str] = {
     200: "The run has ended (a queued run is cancelled at once)",
@@ -162,9 +170,10 @@ def build_runs_router(
     @router.post(
         "/programs/{program_name}/runs",
         dependencies=writes,
+        operation_id="start_run",
         status_code=202,
         response_model=RunRead,
-        responses=_responses(400, 404, 409, 422),
+        responses={**_responses(400, 404, 409, 422), 202: {"headers": {"Location": LOCATION}}},
     )
     async def start_run(
         request: Request, program_name: ProgramName, actor: str = fastapi.Depends(who)
@@ -174,7 +183,12 @@ def build_runs_router(
         location = str(request.url_for("get_run", run_id=run.id))
         return _respond(run, 202, {"Location": location})
 
-    @router.get("/programs/{program_name}/runs", dependencies=reads)
+    @router.get(
+        "/programs/{program_name}/runs",
+        dependencies=reads,
+        operation_id="list_program_runs",
+        responses=_COUNTED,
+    )
     def list_program_runs(
         response: Response,
         program_name: ProgramName,
@@ -189,7 +203,7 @@ def build_runs_router(
         response.headers["X-Total-Count"] = str(total)
         return [RunSummary.model_validate(row) for row in rows]
 
-    @router.get("/runs", dependencies=reads)
+    @router.get("/runs", dependencies=reads, operation_id="list_runs", responses=_COUNTED)
     def list_runs(
         response: Response,
         status: Statuses = None,
@@ -211,7 +225,6 @@ def build_runs_router(
         await anyio.to_thread.run_sync(runner.history.get, run_id)
         return (resume[0], resume[1]) if resume else (head, 0)
 
-    @router.get("/runs/events", dependencies=reads, response_class=EventStreamResponse)
     async def all_run_events(start: ResumeAfter, follow: Follow = True) -> EventStreamResponse:
         """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
         to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
@@ -224,9 +237,22 @@ def build_runs_router(
             shape=events.status_event,
         )
 
+    # Before "/runs/{run_id}", which would take "events" for an id.
+    router.add_api_route(
+        "/runs/events",
+        all_run_events,
+        methods=["GET"],
+        dependencies=reads,
+        operation_id="stream_all_run_events",
+        response_class=Response,
+        responses=STREAM_RESPONSES,
+        route_class_override=StreamRoute,
+    )
+
     @router.get(
         "/runs/{run_id}/events",
         dependencies=reads,
+        operation_id="stream_run_events",
         response_class=EventSourceResponse,
         responses=_responses(404),
     )
@@ -240,12 +266,19 @@ def build_runs_router(
         async for event in events.of_run(run_id, *start):
             yield event
 
-    @router.get("/runs/{run_id}", dependencies=reads, responses=_responses(404))
+    @router.get(
+        "/runs/{run_id}", dependencies=reads, operation_id="get_run", responses=_responses(404)
+    )
     def get_run(run_id: RunId) -> RunRead:
         """One run; while it goes on, with its logs and output so far."""
         return RunRead.model_validate(runner.get_run(run_id))
 
-    @router.get("/runs/{run_id}/logs", dependencies=reads, responses=_responses(404))
+    @router.get(
+        "/runs/{run_id}/logs",
+        dependencies=reads,
+        operation_id="get_run_lines",
+        responses=_responses(404),
+    )
     def get_run_lines(
         run_id: RunId,
         after: After = 0,
@@ -260,8 +293,12 @@ def build_runs_router(
     @router.post(
         "/runs/{run_id}/stop",
         dependencies=writes,
+        operation_id="stop_run",
         response_model=RunRead,
-        responses=_responses(200, 202, 400, 404, 409),
+        responses={
+            **_responses(200, 400, 404, 409),
+            202: {"description": _ERRORS[202], "model": RunRead},
+        },
     )
     async def stop_run(run_id: RunId, actor: str = fastapi.Depends(who)) -> Response:
         """Stop a run: a queued run is cancelled at once; a running one is cancelled and the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,7 @@ def bootstrap(
     offline_docs: bool = True,
     console: bool | str = False,
     metrics: bool | StorageMetrics = False,
+    operation_names: Mapping[str, tuple[str, str]] | None = None,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -119,6 +120,9 @@ def bootstrap(
         metrics: serve Prometheus metrics at ``/metrics`` (needs the ``metrics`` extra);
             ``True`` measures into a new :class:`storage.metrics.StorageMetrics`, or pass one
             (see docs/metrics.md). ``PROMETHEUS_MULTIPROC_DIR`` set: summed over workers.
+        operation_names: per component, the ``(singular, plural)`` nouns of its CRUD
+            routes' OpenAPI operation ids (``{"people": ("person", "people")}``); the others
+            are derived from the model's name and the component (docs/clients.md).
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
@@ -161,10 +165,15 @@ def bootstrap(
     if offline_docs:
         serve_docs_offline(app)
     app.add_exception_handler(405, method_not_allowed)
+    names = operation_names or {}
     for accessor in accessors:
-        app.include_router(
-            build_crud_router(accessor, max_records=max_records_per_model, **router_options)
+        router = build_crud_router(
+            accessor,
+            max_records=max_records_per_model,
+            operation_names=names.get(accessor.component),
+            **router_options,
         )
+        app.include_router(router)
     if enable_db_router:
         schema = SchemaCheck()
         schema.refresh()  # at startup, once every table exists: /db/ready reads the result

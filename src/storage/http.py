@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 from typing import IO, Annotated, Any, ClassVar
 
 from fastapi import Header, HTTPException, Request, Response
-from fastapi.dependencies.utils import get_flat_params
+from fastapi.dependencies.utils import get_dependant, get_flat_params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException
@@ -43,6 +42,14 @@ from storage.errors import (
     SchemaDriftError,
     StorageError,
     ValidationError,
+)
+from storage.openapi import (
+    UNAVAILABLE,
+    ErrorBody,
+    ValidationErrorBody,
+    ValidationIssue,
+    error_model,
+    uses_dependency,
 )
 
 __all__ = [
@@ -101,55 +108,62 @@ def error_response(exc: StorageError) -> JSONResponse:
     return JSONResponse({"detail": "internal database error"}, status_code=500)
 
 
-class ErrorBody(BaseModel):
-    """The body of every error answer: what went wrong, in words."""
-
-    detail: str = Field(description="What went wrong; never SQL text, bound values or a long echo.")
-
-
-class ValidationIssue(BaseModel):
-    """One field of a request that failed validation, as FastAPI reports it."""
-
-    model_config = ConfigDict(extra="allow")
-
-    loc: list[str | int] = Field(description="Where: the part of the request, then the field.")
-    msg: str
-    type: str
-
-
-class ValidationErrorBody(BaseModel):
-    """The body of a 422: one message, or one entry per field that failed validation."""
-
-    detail: str | list[ValidationIssue]
-
-
 class StorageRoute(APIRoute):
-    """An ``APIRoute`` that turns storage errors into their HTTP responses, and documents the
-    body of each error status it declares (``{"detail": ...}``, :class:`ErrorBody`; for 422
-    :class:`ValidationErrorBody`)."""
+    """An ``APIRoute`` that turns storage errors into their HTTP responses, and documents them.
+
+    The document it gives the route: the body of each error status declared
+    (``{"detail": ...}``, :class:`ErrorBody`; for 422 :class:`ValidationErrorBody`); the 503 of
+    a busy or unreachable database, with ``Retry-After`` (unless :attr:`uses_database` is
+    false); the 403 of :func:`require_local_client`; and ``X-User`` as a required header
+    where the route's actor has no default (``actor_dependency(None)``).
+    """
 
     kind: ClassVar[str | None] = None
     """What the route does, for metrics: ``None`` lets its method and response decide
     (``read``, ``write``, ``stream``); :class:`AdminRoute` says ``admin``."""
 
+    uses_database: ClassVar[bool] = True
+    """Whether the route's work reads the database: its document then declares the 503 of a
+    database that is busy or unreachable (with ``Retry-After``)."""
+
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        responses = self._documented_responses(path, endpoint, kwargs)
+        added = 422 not in responses and "422" not in responses
+        if added:
+            responses[422] = {"description": "Validation Error", "model": ValidationErrorBody}
+        super().__init__(path, endpoint, **{**kwargs, "responses": responses})
+        if added and not (self.body_field or get_flat_params(self.dependant)):
+            # Nothing to validate: FastAPI would not document a 422 either.
+            self.responses.pop(422)
+            self.response_fields.pop(422, None)
+
+    def _documented_responses(
+        self, path: str, endpoint: Callable[..., Any], kwargs: dict[str, Any]
+    ) -> dict[int | str, Any]:
+        """The route's ``responses``, completed (and ``X-User`` declared in ``kwargs``)."""
         responses = dict(kwargs.get("responses") or {})
+        guards = kwargs.get("dependencies") or ()
+        if self.uses_database:
+            given = responses.pop(503, None) or responses.pop("503", None) or {}
+            headers = {**UNAVAILABLE["headers"], **given.get("headers", {})}
+            responses[503] = {**UNAVAILABLE, **given, "headers": headers}
+        if any(getattr(d, "dependency", None) is require_local_client for d in guards):
+            responses.setdefault(403, {"description": _LOCAL_ONLY})
+        if _needs_actor(path, endpoint, guards):
+            # The dependency reads the header itself (400 without it): FastAPI would document
+            # it as optional.
+            responses.setdefault(400, {"description": "The X-User header is missing"})
+            extra = dict(kwargs.get("openapi_extra") or {})
+            extra["parameters"] = [*extra.get("parameters", []), _X_USER_REQUIRED]
+            kwargs["openapi_extra"] = extra
         for code, response in responses.items():
             if (
                 str(code).isdigit()
                 and int(code) >= 400
                 and not {"model", "content"} & set(response)
             ):
-                responses[code] = {**response, "model": _error_model(int(code))}
-        added = 422 not in responses and "422" not in responses
-        if added:
-            responses[422] = {"description": "Validation Error", "model": ValidationErrorBody}
-        kwargs["responses"] = responses
-        super().__init__(path, endpoint, **kwargs)
-        if added and not (self.body_field or get_flat_params(self.dependant)):
-            # Nothing to validate: FastAPI would not document a 422 either.
-            self.responses.pop(422)
-            self.response_fields.pop(422, None)
+                responses[code] = {**response, "model": error_model(int(code))}
+        return responses
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -200,8 +214,10 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
     )
 
 
-def _error_model(status: int) -> type[BaseModel]:
-    return ValidationErrorBody if status == 422 else ErrorBody
+def _needs_actor(path: str, endpoint: Callable[..., Any], guards: Sequence[Any]) -> bool:
+    if any(getattr(guard, "dependency", None) is _require_actor_header for guard in guards):
+        return True
+    return uses_dependency(get_dependant(path=path, call=endpoint), _require_actor_header)
 
 
 def _encodable(errors: Sequence[Any]) -> bool:
@@ -226,6 +242,10 @@ def limit_body(max_bytes: int, kind: str | None = None) -> type[StorageRoute]:
 
     class LimitedBodyRoute(StorageRoute):
         kind = body_kind
+
+        def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+            responses = {413: {"description": message}, **(kwargs.get("responses") or {})}
+            super().__init__(path, endpoint, **{**kwargs, "responses": responses})
 
         def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
             handler = super().get_route_handler()
@@ -275,6 +295,14 @@ def require_actor(
     return _checked_actor(x_user.strip())
 
 
+def _require_actor_header(
+    request: Request,
+    # Left out of the document here: StorageRoute declares it required (see _X_USER_REQUIRED).
+    x_user: Annotated[str | None, Header(alias="X-User", include_in_schema=False)] = None,
+) -> str:
+    return require_actor(request, x_user)
+
+
 def get_actor(request: Request) -> str:
     """vention-storage's actor dependency (``storage.router_model.get_actor``), for an app's own
     routes: :func:`require_actor` as one function of the request.
@@ -317,7 +345,7 @@ def actor_dependency(default: str | None) -> Callable[..., str]:
         ValidationError: ``default`` is blank or longer than :data:`MAX_ACTOR_LENGTH`.
     """
     if default is None:
-        return require_actor
+        return _require_actor_header
     if not default.strip():
         raise ValidationError("the default actor must not be blank")
     fallback = _checked_actor(default.strip())
@@ -343,6 +371,16 @@ def actor_dependency(default: str | None) -> Callable[..., str]:
 MAX_ACTOR_LENGTH = 200
 """The longest ``X-User`` accepted, on every backend: what every column that records an actor
 holds (``started_by`` of a run is the narrowest)."""
+
+
+_WHO = "Who makes the change; recorded in the audit log (400 without it)."
+_X_USER_REQUIRED = {
+    "name": "X-User",
+    "in": "header",
+    "required": True,
+    "schema": {"type": "string", "maxLength": MAX_ACTOR_LENGTH, "description": _WHO},
+    "description": _WHO,
+}
 
 
 def _checked_actor(actor: str) -> str:
@@ -412,6 +450,7 @@ class RouteAuth:
         return cls(read=dependencies, write=dependencies, admin=dependencies)
 
 
+_LOCAL_ONLY = "The app configures no auth, and the client is not on this machine"
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
 
 

@@ -67,6 +67,33 @@ MAX_IN_VALUES: Final = 500
 _SCALARS: Final = (bool, int, float, Decimal, str, datetime, date, time, uuid.UUID)
 _BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
 _MYSQL: Final = ("mysql", "mariadb")
+_LAX_FLOAT: Final[TypeAdapter[float]] = TypeAdapter(float)
+
+
+# The JSON schema of a query value, by the column's Python type (enums: their values).
+_SCHEMAS: Final[dict[Any, dict[str, str]]] = {
+    bool: {"type": "boolean"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    Decimal: {"type": "number"},
+    str: {"type": "string"},
+    datetime: {"type": "string", "format": "date-time"},
+    date: {"type": "string", "format": "date"},
+    time: {"type": "string", "format": "time"},
+    uuid.UUID: {"type": "string", "format": "uuid"},
+}
+_PHRASES: Final = {
+    "eq": "equals this",
+    "ne": "differs from this (NULL included)",
+    "lt": "is less than this",
+    "lte": "is at most this",
+    "gt": "is greater than this",
+    "gte": "is at least this",
+    "in": "is one of these comma-separated values (1 to 500)",
+    "like": "matches this SQL pattern (% any text, _ one character)",
+    "ilike": "matches this SQL pattern, ignoring case",
+    "isnull": "is NULL (true) or is not (false)",
+}
 
 
 @dataclass(frozen=True)
@@ -88,6 +115,9 @@ class _Field:
         self.column: Column[Any] = inspect(model).column_attrs[name].columns[0]
         self.kind, _ = strip_optional(model.model_fields[name].annotation)
         self._adapter: TypeAdapter[Any] = TypeAdapter(input_annotation(model, name))
+        # Query text is text: a float column's strict body annotation (which also turns NaN
+        # into text before it validates) would refuse every number written out.
+        self._text = _LAX_FLOAT if self.kind is float else self._adapter
 
     def parse(self, raw: str, *, dialect: str) -> Any:
         """A value from query text."""
@@ -96,7 +126,7 @@ class _Field:
                 raise ValidationError(f"the value for {self.name} contains a NUL character")
             return raw
         try:
-            value = self._adapter.validate_strings(raw)
+            value = self._text.validate_strings(raw)
         except PydanticValidationError as exc:
             if _out_of_range(exc):
                 raise ValidationError(f"{raw} is out of range for {self.name}") from None
@@ -128,6 +158,32 @@ class _Field:
         if dialect in _MYSQL and isinstance(self.column.type, Enum):
             return cast(literal(value, self.column.type), String)
         return value
+
+    def operators(self) -> list[str]:
+        """The operators the document offers for this column: equality, ``ne`` and ``in``
+        for every type, comparisons where values have an order people mean (not booleans,
+        UUIDs or enums), patterns on text, ``isnull`` where the column takes NULL. (``eq``
+        is the bare name, ``field=value``.)"""
+        offered = ["eq", "ne", "in"]
+        if self.kind not in (bool, uuid.UUID) and not _is_enum(self.kind):
+            offered += ["lt", "lte", "gt", "gte"]
+        if self.kind is str:
+            offered += ["like", "ilike"]
+        if self.column.nullable:
+            offered.append("isnull")
+        return offered
+
+    def openapi_schema(self, operator: str) -> dict[str, Any]:
+        """The JSON schema of a query value for ``field__operator``."""
+        if operator == "isnull":
+            return {"type": "boolean"}
+        if operator in ("in", "like", "ilike"):
+            return {"type": "string"}
+        if _is_enum(self.kind):
+            values = [member.value for member in self.kind]
+            kind = "integer" if all(isinstance(v, int) for v in values) else "string"
+            return {"type": kind, "enum": values}
+        return dict(_SCHEMAS.get(self.kind, {"type": "string"}))
 
     def check(self, value: Any, dialect: str) -> Any:
         """``value``, when the column can hold it."""
@@ -170,19 +226,26 @@ class ModelQuery:
         return value if field is None else field.check(value, dialect)
 
     def openapi_parameters(self) -> list[dict[str, Any]]:
-        """OpenAPI entries for the filters, one per filterable column (operators described)."""
-        return [
-            {
-                "name": name,
-                "in": "query",
-                "required": False,
-                "schema": {"type": "string"},
-                "description": f"Filter: {name}=value, or {name}__op=value with op one of "
-                "ne, lt, lte, gt, gte, in (a,b,c), like, ilike, isnull (true/false).",
-            }
-            for name in self.fields
-            if name not in self.reserved
-        ]
+        """OpenAPI entries for the filters: per filterable column, one query parameter for each
+        operator that suits its type (see :meth:`_Field.operators`), typed like the column.
+
+        ``field__in`` is one string of comma-separated values, as the server reads it:
+        generated clients send an array parameter as repeated keys, which would AND the lists.
+        """
+        parameters = []
+        for name, field in self.fields.items():
+            for operator in field.operators():
+                bare = operator == "eq" and name not in self.reserved
+                parameters.append(
+                    {
+                        "name": name if bare else f"{name}__{operator}",
+                        "in": "query",
+                        "required": False,
+                        "schema": field.openapi_schema(operator),
+                        "description": f"Only records whose {name} {_PHRASES[operator]}.",
+                    }
+                )
+        return parameters
 
     # -- filters ---------------------------------------------------------------------------
 
@@ -352,6 +415,10 @@ class ModelQuery:
             self.fields[key.name].load(value, dialect=dialect)
             for key, value in zip(keys, values, strict=True)
         ]
+
+
+def _is_enum(kind: Any) -> bool:
+    return isinstance(kind, type) and issubclass(kind, enum.Enum)
 
 
 def _is_scalar(model: type[SQLModel], name: str) -> bool:

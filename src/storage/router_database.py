@@ -29,14 +29,15 @@ from storage.http import (
     AdminRoute,
     RouteAuth,
     StorageRoute,
+    actor_dependency,
     cancelled_on_disconnect,
     file_upload_body,
     limit_body,
     optional_actor,
-    require_actor,
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
+from storage.openapi import TOTAL_COUNT, file_response
 from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan
@@ -47,6 +48,7 @@ __all__ = ["AuditEntry", "HealthStatus", "Liveness", "Readiness", "build_db_rout
 DEFAULT_MAX_UPLOAD_BYTES = 512 << 20
 _MULTIPART_SLACK = 64 << 10  # multipart framing around the file itself
 _CHUNK = 1 << 16
+_ZIP, _SQLITE, _SVG = "application/zip", "application/x-sqlite3", "image/svg+xml"
 _NOT_READY = "Not ready: the database cannot be reached, or its tables differ from the models"
 
 
@@ -110,18 +112,31 @@ def build_db_router(
     router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
     add_change_stream(router, "/changes", dependencies=read, name="db_changes")
 
-    @router.get("/health", dependencies=read)
+    @router.get("/health", dependencies=read, operation_id="db_health")
     def health() -> HealthStatus:
         """Run a query on the database; 503 when it cannot be reached."""
         check_reachable()
         return HealthStatus(backend=backend_name())
 
-    @router.get("/live", dependencies=read)
     async def live() -> Liveness:
         """The process answers (liveness); the database is not asked."""
         return Liveness()
 
-    @router.get("/ready", dependencies=read, responses={503: {"description": _NOT_READY}})
+    router.add_api_route(
+        "/live",
+        live,
+        methods=["GET"],
+        dependencies=read,
+        operation_id="db_live",
+        route_class_override=_ProcessRoute,
+    )
+
+    @router.get(
+        "/ready",
+        dependencies=read,
+        operation_id="db_ready",
+        responses={503: {"description": _NOT_READY}},
+    )
     def ready() -> Readiness:
         """The database answers and its tables match the models (readiness); 503 with the
         reason otherwise."""
@@ -129,7 +144,12 @@ def build_db_router(
         schema.check()
         return Readiness(backend=backend_name())
 
-    @router.get("/audit", dependencies=read)
+    @router.get(
+        "/audit",
+        dependencies=read,
+        operation_id="list_audit_log",
+        responses={200: {"headers": {"X-Total-Count": {**TOTAL_COUNT, "required": True}}}},
+    )
     def audit(
         response: Response,
         component: str | None = None,
@@ -169,12 +189,13 @@ def build_db_router(
     @router.get(
         "/diagram.svg",
         dependencies=read,
+        operation_id="get_schema_diagram",
         response_class=Response,
-        responses={200: {"content": {"image/svg+xml": {}}}},
+        responses={200: file_response(_SVG, "The diagram (SVG)", attachment=False)},
     )
     def diagram_svg() -> Response:
         """The schema as an SVG diagram; 503 with an install hint when no dot program is found."""
-        return Response(diagram.render_svg(), media_type="image/svg+xml")
+        return Response(diagram.render_svg(), media_type=_SVG)
 
     def export_zip() -> StreamingResponse:
         """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md).
@@ -186,18 +207,16 @@ def build_db_router(
         # its status code, before the response has begun.
         first = next(chunks, b"")
         headers = {"Content-Disposition": f'attachment; filename="export-{_stamp()}.zip"'}
-        return StreamingResponse(
-            itertools.chain([first], chunks), media_type="application/zip", headers=headers
-        )
+        return StreamingResponse(itertools.chain([first], chunks), media_type=_ZIP, headers=headers)
 
     def backup_sqlite() -> StreamingResponse:
         """A consistent snapshot of the database as one SQLite file."""
         snapshot = backup.open_snapshot()
-        return _stream(snapshot, "application/x-sqlite3", f"backup-{_stamp()}.sqlite")
+        return _stream(snapshot, _SQLITE, f"backup-{_stamp()}.sqlite")
 
     async def import_csv(
         request: Request,
-        actor: Annotated[str, Depends(require_actor)],
+        actor: Annotated[str, Depends(actor_dependency(None))],
         table: Annotated[str | None, Query(description="The table of a single CSV file.")] = None,
         mode: Annotated[ImportMode, Query(description="insert, upsert or replace.")] = "insert",
         dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
@@ -243,33 +262,41 @@ def build_db_router(
                 dry_run=dry_run,
             )
 
-    for path, download, media_type in (
-        ("/export.zip", export_zip, "application/zip"),
-        ("/backup.sqlite", backup_sqlite, "application/x-sqlite3"),
+    for path, download, operation, media_type, what in (
+        ("/export.zip", export_zip, "download_export", _ZIP, "A zip of CSV files"),
+        ("/backup.sqlite", backup_sqlite, "download_backup", _SQLITE, "A SQLite file"),
     ):
         router.add_api_route(
             path,
             download,
             methods=["GET"],
             dependencies=admin,
+            operation_id=operation,
             response_class=StreamingResponse,
-            responses={200: {"content": {media_type: {}}}},
+            responses={200: file_response(media_type, what)},
             route_class_override=AdminRoute,
         )
     replacing = auth.replacing_guards()
-    for path, endpoint, limit, what in (
-        ("/import", import_csv, max_import_bytes, "An export zip, or one CSV file."),
-        ("/restore", restore_sqlite, max_restore_bytes, "A SQLite backup file."),
+    for path, endpoint, operation, limit, what in (
+        ("/import", import_csv, "import_data", max_import_bytes, "An export zip, or one CSV file."),
+        ("/restore", restore_sqlite, "restore_backup", max_restore_bytes, "A SQLite backup file."),
     ):
         router.add_api_route(
             path,
             endpoint,
             methods=["POST"],
             dependencies=replacing,
+            operation_id=operation,
             route_class_override=limit_body(limit + _MULTIPART_SLACK, AdminRoute.kind),
             openapi_extra=file_upload_body(what),
         )
     return router
+
+
+class _ProcessRoute(StorageRoute):
+    """A route that answers without the database (no 503 to document)."""
+
+    uses_database = False
 
 
 def _stamp() -> str:

@@ -34,6 +34,7 @@ from sqlmodel import Session
 
 from storage import database
 from storage.accessor import ModelAccessor
+from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
 from storage.errors import (
     ConflictError,
     IntegrityConflictError,
@@ -44,8 +45,9 @@ from storage.errors import (
     ValidationError,
 )
 from storage.etags import etag_of_bytes, if_match, if_none_match
-from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, get_actor, require_actor
+from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, get_actor
 from storage.limits import RecordCap
+from storage.openapi import resource_names
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
 from storage.streams import add_change_stream, feed_lifespan
@@ -56,7 +58,7 @@ DEFAULT_MAX_RECORDS_PER_MODEL = 100
 """The row cap of :func:`build_crud_router` when none is given (as in vention-storage)."""
 LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
 
-Actor = Annotated[str, Depends(require_actor)]
+Actor = Annotated[str, Depends(actor_dependency(None))]
 IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
@@ -67,52 +69,8 @@ IfNoneMatch = Annotated[
 ]
 IncludeDeleted = Annotated[bool, Query(description="Include soft-deleted records.")]
 
-# Endpoint (a method of _CrudRoutes): HTTP method, path, summary, documented error statuses.
-_ROUTES: dict[str, tuple[str, str, str, tuple[int, ...]]] = {
-    "list_records": ("GET", "/", "List {}", ()),
-    "get_record": ("GET", "/{id}", "Get one of {}", (304, 404)),
-    "create_record": ("POST", "/", "Create one of {}", (400, 409)),
-    "put_record": ("PUT", "/{id}", "Update (or create) one of {}", (400, 409, 412)),
-    "patch_record": ("PATCH", "/{id}", "Change fields of one of {}", (400, 404, 409, 412)),
-    "delete_record": ("DELETE", "/{id}", "Delete one of {}", (400, 404, 412)),
-    "restore_record": (
-        "POST",
-        "/{id}/restore",
-        "Restore a deleted one of {}",
-        (400, 404, 409, 412),
-    ),
-    "purge_record": (
-        "DELETE",
-        "/{id}/purge",
-        "Delete a deleted one of {} for good",
-        (400, 404, 409),
-    ),
-}
 _JSON = "application/json"
 _FLAG = TypeAdapter(bool)
-_GET_PARAMETERS = [
-    {
-        "name": "include_deleted",
-        "in": "query",
-        "required": False,
-        "schema": {"type": "boolean", "default": False, "title": "Include Deleted"},
-        "description": "Include soft-deleted records.",
-    },
-    {
-        "name": "If-None-Match",
-        "in": "header",
-        "required": False,
-        "schema": {"type": "string", "title": "If-None-Match"},
-        "description": "ETags the client has: 304 when the record still has one of them.",
-    },
-]
-_ERRORS = {
-    304: "Not modified: the record still has an ETag named in If-None-Match",
-    400: "The X-User header is missing",
-    404: "No such record (or it is soft-deleted)",
-    409: "Conflict: the record limit, a unique or foreign key, or a soft-deleted record",
-    412: "Precondition failed: the record changed since the ETag in If-Match",
-}
 
 
 def build_crud_router(
@@ -124,6 +82,7 @@ def build_crud_router(
     auth: RouteAuth | None = None,
     read_only_fields: Collection[str] = (),
     tags: Sequence[str] | None = None,
+    operation_names: tuple[str, str] | None = None,
 ) -> APIRouter:
     """The CRUD routes of one model, under ``/{accessor.component}``.
 
@@ -136,12 +95,18 @@ def build_crud_router(
         read_only_fields: more server-managed columns (besides ``deleted_at``) that request
             bodies may not set, such as ``created_at``.
         tags: OpenAPI tags; default ``[component]``.
+        operation_names: the ``(singular, plural)`` nouns of the operation ids
+            (``get_{singular}``, ``list_{plural}``); default from the model's name and the
+            component (see :func:`storage.openapi.resource_names`).
 
     Raises:
-        ValueError: a limit is out of range, or a read-only field is not a column.
+        ValueError: a limit is out of range, a read-only field is not a column, or the
+            operation names are not two different identifiers.
     """
     if not 1 <= default_limit <= max_limit:
         raise ValueError("default_limit must be between 1 and max_limit")
+    model_name = accessor.model.__name__
+    one_name, many_name = resource_names(model_name, accessor.component, operation_names)
     schemas = crud_schemas(accessor.model, accessor.primary_key, read_only=read_only_fields)
     routes = _CrudRoutes(accessor, schemas, RecordCap(accessor, max_records))
     guard = auth or RouteAuth()
@@ -160,6 +125,7 @@ def build_crud_router(
             component=component,
             dependencies=list(guard.read),
             name=f"{component}_changes",
+            operation_id=f"{one_name}_changes",
         )
     key = routes.key_annotation
     limit = Annotated[int, Query(ge=1, le=max_limit, description="Rows per page.")]
@@ -175,21 +141,24 @@ def build_crud_router(
             "response_model": list[one],  # type: ignore[valid-type]
             "openapi_extra": {"parameters": routes.query.openapi_parameters()},
         },
-        "get_record": {"openapi_extra": {"parameters": _GET_PARAMETERS}},
+        "get_record": {"openapi_extra": {"parameters": GET_PARAMETERS}},
         "create_record": {"status_code": 201},
         "put_record": {"responses": {201: {"description": "Created", "model": one}}},
         "delete_record": {"status_code": 204, "response_class": Response, "response_model": None},
         "purge_record": {"status_code": 204, "response_class": Response, "response_model": None},
     }
-    for name, (method, path, summary, errors) in _ROUTES.items():
-        responses: dict[int | str, Any] = {code: {"description": _ERRORS[code]} for code in errors}
+    for name, (method, path, operation, summary, errors) in ROUTES.items():
+        responses: dict[int | str, Any] = {code: {"description": ERRORS[code]} for code in errors}
         extra = {"response_model": one, **options.get(name, {})}
         responses.update(extra.pop("responses", {}))
+        for code, sent in HEADERS.get(name, {}).items():
+            responses[code] = {**responses.get(code, {}), **sent}
         router.add_api_route(
             path,
             _endpoint(getattr(routes, name), **types.get(name, {"id": key})),
             methods=[method],
             name=f"{component}_{name.split('_')[0]}",
+            operation_id=operation.format(one=one_name, many=many_name),
             summary=summary.format(component),
             responses=responses,
             dependencies=_guards(guard, name, method),
@@ -261,8 +230,8 @@ class _CrudRoutes:
         """One record, with its ``ETag``; 304 when ``If-None-Match`` names that ETag."""
         # The hottest route, so it is lean: async, because on SQLite the read by key costs
         # less than the hop to a worker thread; its two optional parameters read here (and
-        # documented in _GET_PARAMETERS), because FastAPI's validation of them cost about 6%
-        # of /ping's rate in a trial (docs/performance.md).
+        # documented in crud_docs.GET_PARAMETERS), because FastAPI's validation of them cost
+        # about 6% of /ping's rate in a trial (docs/performance.md).
         include_deleted = _query_flag(request, "include_deleted")
         found = await self.accessor.get_async(self._key(id), include_deleted=include_deleted)
         content = self._render(self._require(found, id))

@@ -9,7 +9,8 @@ For a table model ``User`` the CRUD router documents and validates with:
 - ``UserReplace``, the PUT body: like ``UserUpdate``, and it also accepts the primary key and
   the server-managed columns, so a record read with GET can be sent back as it is. The router
   ignores the server-managed values and refuses a primary key that differs from the URL.
-- ``UserRead``, the response: every column.
+- ``UserRead``, the response: every column, each required (a response always carries it),
+  the primary key never ``null``.
 
 Bodies are strict: an unknown field, a string in a number or boolean field, NaN and infinity
 are refused. Column limits the model does not state (a ``String(50)`` length, a
@@ -104,7 +105,10 @@ def _derive(model: type[SQLModel], primary_key: str, read_only: frozenset[str]) 
     read: dict[str, Any] = {}
     for name in columns:
         info = fields[name]
-        read[name] = (info.annotation, Field(title=info.title, description=info.description))
+        # A stored record always has its key, though the table model leaves it None until
+        # the database generates it.
+        shown = strip_optional(info.annotation)[0] if name == primary_key else info.annotation
+        read[name] = (shown, Field(title=info.title, description=info.description))
         typed = input_annotation(model, name)
         optional = (typed, Field(None, title=info.title, description=info.description))
         if name == primary_key and not key_is_generated:

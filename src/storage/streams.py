@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.params import Depends as DependsParam
 from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, ServerSentEvent, format_sse_event
@@ -28,13 +28,16 @@ from fastapi.sse import KEEPALIVE_COMMENT, ServerSentEvent, format_sse_event
 from storage.changes import ChangeEvent
 from storage.errors import DatabaseUnavailableError, ValidationError
 from storage.feed import ChangeFeed, close_all, get_feed
+from storage.http import StorageRoute
 
 __all__ = [
     "STREAM_DESCRIPTION",
+    "STREAM_RESPONSES",
     "After",
     "Follow",
     "LastEventId",
     "ResumeAfter",
+    "StreamRoute",
     "add_change_stream",
     "EventStreamResponse",
     "change_stream",
@@ -165,6 +168,27 @@ class EventStreamResponse(StreamingResponse):
     media_type = "text/event-stream"
 
 
+class StreamRoute(StorageRoute):
+    """The route of an endpoint that returns an :class:`EventStreamResponse`; give it
+    ``response_class=Response`` and ``responses=STREAM_RESPONSES``.
+
+    Its 200 is documented as ``text/event-stream`` and its errors as the JSON they are
+    (with ``response_class=EventStreamResponse`` FastAPI would file the error bodies under
+    ``text/event-stream`` too, and generated clients would parse them from the stream).
+    """
+
+    kind = "stream"
+
+
+STREAM_RESPONSES: dict[int | str, Any] = {
+    200: {
+        "description": "Server-Sent Events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+}
+"""The documented 200 of a :class:`StreamRoute`."""
+
+
 def encode_event(event: ServerSentEvent) -> bytes:
     """The wire form of an event whose ``data`` is given as ``raw_data`` (already JSON)."""
     return format_sse_event(
@@ -186,15 +210,20 @@ def add_change_stream(
     component: str | None = None,
     dependencies: list[DependsParam],
     name: str,
+    operation_id: str | None = None,
 ) -> None:
-    """Add ``GET path``: the change stream, of every component or of ``component`` only."""
+    """Add ``GET path``: the change stream, of every component or of ``component`` only
+    (route ``name``; OpenAPI ``operation_id``, default ``name``)."""
     router.add_api_route(
         path,
         _all_changes if component is None else _changes_of(component),
         methods=["GET"],
-        response_class=EventStreamResponse,
+        response_class=Response,
+        responses=STREAM_RESPONSES,
+        route_class_override=StreamRoute,
         dependencies=dependencies,
         name=name,
+        operation_id=operation_id or name,
         summary="Committed writes, live (Server-Sent Events)",
         description=STREAM_DESCRIPTION,
     )

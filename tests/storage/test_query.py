@@ -142,6 +142,9 @@ def test_filters_convert_to_column_types() -> None:
     assert count(("color__in", "red,green")) == 2
     assert count(("active", "false")) == 1
     assert count(("weight__gt", "1.5")) == 1
+    assert count(("ratio", "0.5")) == 2
+    assert count(("ratio__lt", "1")) == 2  # an integral number for a float column
+    assert count(("ratio__gte", "5e-1"), ("ratio__in", "0.25,0.5")) == 2
     assert count(("day__gte", "2026-01-03")) == 1
     assert count(("taken_at", "2026-01-02T03:04:05Z")) == 1
     assert count(("taken_at", "2026-01-02T03:04:05")) == 1  # naive: taken as UTC

@@ -30,7 +30,8 @@ export async function discover() {
       create: has(path, "post") ? resolve(paths[path].post.requestBody?.content?.["application/json"]?.schema) : null,
       update: has(`/${name}/{id}`, "patch") ? resolve(one.patch.requestBody?.content?.["application/json"]?.schema) : null,
       filters: (paths[path].get.parameters ?? [])
-        .filter((item) => item.in === "query" && !LIST_PARAMETERS.has(item.name))
+        // One per column: the operator variants (name__gte, ...) are offered by the filter form.
+        .filter((item) => item.in === "query" && !LIST_PARAMETERS.has(item.name) && !item.name.includes("__"))
         .map((item) => item.name),
       canDelete: has(`/${name}/{id}`, "delete"),
       softDelete: fields.includes("deleted_at") && has(`/${name}/{id}/restore`, "post"),
