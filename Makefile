@@ -37,8 +37,11 @@ install: $(TEST_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/python -m examples.machine_app --host $(HOST) --port $(PORT)
 
+# One test process per core (pytest-xdist); TEST_ARGS adds pytest options, e.g. TEST_ARGS=-n0
+# to run in one process, or TEST_ARGS='tests/storage -x'.
+TEST_ARGS ?=
 test: $(TEST_STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term
+	$(BIN)/python -m pytest -n auto --cov --cov-report=term $(TEST_ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check src tests examples bench
