@@ -46,6 +46,7 @@ export async function discover() {
     db: {
       health: has("/db/health", "get"),
       audit: has("/db/audit", "get"),
+      auditVerify: has("/db/audit/verify", "get"),
       changes: has("/db/changes", "get"),
       diagram: has("/db/diagram.svg", "get"),
       backup: has("/db/backup.sqlite", "get"),
