@@ -2,9 +2,9 @@
 the row before it, so that a changed, removed or inserted row shows (see
 :mod:`storage.verification` and docs/audit.md).
 
-The hash is SHA-256 over a canonical JSON text (sorted keys, no whitespace, ASCII) of what the
-database gives back, so that it is the same when computed at write time and after a read on
-SQLite, PostgreSQL and MariaDB:
+The hash is SHA-256 over a canonical JSON text (an array in a fixed order, objects with sorted
+keys, no whitespace, ASCII) of what the database gives back, so that it is the same when
+computed at write time and after a read on SQLite, PostgreSQL and MariaDB:
 
 - ``timestamp`` in UTC to the second (``2026-01-02T03:04:05``): MariaDB's ``DATETIME`` keeps
   no fraction, and MySQL would round it; on those backends the fraction is dropped before the
@@ -48,6 +48,7 @@ __all__ = [
 
 HEAD_ID = 1
 _FRACTIONLESS = ("mysql", "mariadb")
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 class AuditChainHead(SQLModel, table=True):
@@ -69,9 +70,9 @@ HEAD: Table = AuditChainHead.__table__  # type: ignore[attr-defined]
 
 
 def _stamp(value: datetime) -> str:
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value.replace(microsecond=0).isoformat()
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="seconds")
 
 
 def _as_read_back(value: Any) -> Any:
@@ -79,25 +80,26 @@ def _as_read_back(value: Any) -> Any:
 
 
 def canonical(row: Mapping[Any, Any], previous: str | None) -> bytes:
-    """The text an audit row's hash is computed over (see the module docstring).
+    """The text an audit row's hash is computed over (see the module docstring): a JSON array
+    of the timestamp, component, record id, operation, actor, before, after and the previous
+    hash, objects with their keys sorted, no whitespace, ASCII.
 
     Args:
         row: the row's column values (``timestamp``, ``component``, ``record_id``,
             ``operation``, ``actor``, ``before``, ``after``), as written or as read.
         previous: the hash of the row before it in the chain; ``None`` where the chain starts.
     """
-    content = {
-        "timestamp": _stamp(row["timestamp"]),
-        "component": row["component"],
-        "record_id": str(row["record_id"]),
-        "operation": row["operation"],
-        "actor": row["actor"],
-        "before": _as_read_back(row["before"]),
-        "after": _as_read_back(row["after"]),
-        "previous": previous,
-    }
-    text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-    return text.encode("ascii")
+    content = [
+        _stamp(row["timestamp"]),
+        row["component"],
+        str(row["record_id"]),
+        row["operation"],
+        row["actor"],
+        _as_read_back(row["before"]),
+        _as_read_back(row["after"]),
+        previous,
+    ]
+    return _CANONICAL.encode(content).encode("ascii")
 
 
 def row_hash(row: Mapping[Any, Any], previous: str | None) -> str:
