@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select, update
+from sqlalchemy import Connection, Table, inspect, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -40,6 +40,7 @@ __all__ = [
     "HEAD_ID",
     "AuditChainHead",
     "canonical",
+    "ensure_head",
     "follow",
     "link",
     "lock_head",
@@ -153,14 +154,29 @@ def lock_head(connection: Connection, audit: Table) -> str | None:
     lock = select(HEAD.c.hash).where(HEAD.c.id == HEAD_ID).with_for_update()
     found = connection.execute(lock).first()
     if found is None:
-        # A new database, or one from before the chain: it starts after the last row. Two
-        # writers may both get here; the second one's insert is ignored and it waits below.
-        last = connection.execute(
-            select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)
-        ).scalar()
-        connection.execute(_insert_ignored(connection.dialect.name), {"id": HEAD_ID, "hash": last})
+        # Two writers may both get here; the second one's insert is ignored and it waits below
+        # (MySQL/MariaDB may end one as a deadlock victim instead: see ensure_head).
+        _create_head(connection, audit)
         found = connection.execute(lock).first()
     return None if found is None else found[0]
+
+
+def ensure_head(connection: Connection, audit: Table) -> None:
+    """Create the head row when its table exists without it (a new database, or one from
+    before the chain), so that the first writers do not race to create it: on MySQL/MariaDB
+    two transactions that both find it missing can deadlock on creating it. Called by
+    :func:`storage.bootstrap.prepare_database`, under the schema lock."""
+    present = inspect(connection)
+    if not (present.has_table(HEAD.name) and present.has_table(audit.name)):
+        return
+    if connection.execute(select(HEAD.c.id).where(HEAD.c.id == HEAD_ID)).first() is None:
+        _create_head(connection, audit)
+
+
+def _create_head(connection: Connection, audit: Table) -> None:
+    # The chain starts after the last row: NULL for a new log or one from before the chain.
+    last = connection.execute(select(audit.c.hash).order_by(audit.c.id.desc()).limit(1)).scalar()
+    connection.execute(_insert_ignored(connection.dialect.name), {"id": HEAD_ID, "hash": last})
 
 
 def _insert_ignored(dialect: str) -> Insert:

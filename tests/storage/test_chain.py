@@ -17,6 +17,7 @@ from sqlalchemy.engine import Connection
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import AUDIT_TABLE, audit_operation, audit_row
+from storage.bootstrap import prepare_database
 from storage.chain import HEAD, row_hash
 from storage.importer import import_upload
 from storage.verification import verify_chain
@@ -210,6 +211,9 @@ def test_verification_needs_a_page_of_at_least_one_row(backend: str) -> None:
 
 
 def test_writers_in_two_processes_keep_one_linear_chain(backend: str) -> None:
+    prepare_database()  # as each app's bootstrap does: the chain's head row is there
+    with database.read_session() as session:
+        assert session.execute(select(HEAD.c.id, HEAD.c.hash)).all() == [(1, None)]
     context = multiprocessing.get_context("spawn")
     start = context.Barrier(2)
     url = database.get_database().url
@@ -228,6 +232,7 @@ def test_writers_in_two_processes_keep_one_linear_chain(backend: str) -> None:
         actors = list(session.scalars(select(AUDIT_TABLE.c.actor).order_by(AUDIT_TABLE.c.id)))
     assert report.ok, report
     assert report.checked == total == 2 * (rounds * 5 + len(range(0, rounds, 3)))
-    # The writers did take turns: each one's rows are not all in one block.
+    # The writers did take turns: each one's rows are not all in one block (SQLite's writers
+    # queue for the whole file, and one process may be done before the other has begun).
     switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
-    assert switches > 1
+    assert switches > 1 or backend == "sqlite"
