@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +238,14 @@ def test_writers_in_two_processes_keep_one_linear_chain(backend: str) -> None:
     # queue for the whole file, and one process may be done before the other has begun).
     switches = sum(1 for a, b in zip(actors, actors[1:], strict=False) if a != b)
     assert switches > 1 or backend == "sqlite"
+
+
+def test_the_docs_example_prints_the_head(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    [example] = [b for b in re.findall(r"```python\n(.*?)```", doc, re.S) if "verify_chain" in b]
+    ModelAccessor(User, "users").insert(User(name="Ada"), actor="ops")
+    exec(compile(example, "docs/audit.md", "exec"), {})
+    assert re.fullmatch(r"audit chain intact: 1 rows, head [0-9a-f]{64}\n", capsys.readouterr().out)
+    raw(_after(1))
+    exec(compile(example, "docs/audit.md", "exec"), {})
+    assert capsys.readouterr().out.startswith("audit chain broken at row 1: content_changed")
