@@ -37,9 +37,11 @@ from storage.errors import (
     ValidationError,
 )
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
+from storage.verification import ChainReport, verify_chain
 
 __all__ = [
     "AuditLog",
+    "ChainReport",
     "Change",
     "ChangeEvent",
     "ColumnValueError",
@@ -74,4 +76,5 @@ __all__ = [
     "set_database_url",
     "transaction",
     "use_session",
+    "verify_chain",
 ]

@@ -460,8 +460,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         for obj in objs:
             session.delete(obj)
         session.flush()
-        self._audit(session, actor, operation, objs, befores, [None] * len(objs))
-        self._audit_cascaded(session, actor, cascaded)
+        self._audit(session, actor, operation, objs, befores, [None] * len(objs), cascaded)
 
     def _audit(
         self,
@@ -471,43 +470,35 @@ class ModelAccessor(HookDecorators[ModelT]):
         objs: list[ModelT],
         befores: Sequence[dict[str, Any] | None],
         afters: Sequence[dict[str, Any] | None],
+        cascaded: Sequence[Dependant] = (),
     ) -> None:
         changes.tally(session, "write", self.component, operation, len(objs))
         if not self.enable_auditing or not objs:
             return
         now = utcnow()
-        write_audit_rows(
-            session,
-            (
-                audit_row(
-                    component=self.component,
-                    operation=operation,
-                    record_id=getattr(obj, self.primary_key),
-                    actor=actor,
-                    before=before,
-                    after=after,
-                    timestamp=now,
-                )
-                for obj, before, after in zip(objs, befores, afters, strict=True)
-            ),
+        rows = [
+            audit_row(
+                component=self.component,
+                operation=operation,
+                record_id=getattr(obj, self.primary_key),
+                actor=actor,
+                before=before,
+                after=after,
+                timestamp=now,
+            )
+            for obj, before, after in zip(objs, befores, afters, strict=True)
+        ]
+        # One write for the rows and what the delete took with them: one turn at the chain.
+        rows.extend(
+            audit_row(
+                component=_COMPONENTS.get(row.table.name, row.table.name),
+                operation=row.operation,
+                record_id=row.key,
+                actor=actor,
+                before=row.before,
+                after=row.after,
+                timestamp=now,
+            )
+            for row in cascaded
         )
-
-    def _audit_cascaded(self, session: Session, actor: str, cascaded: list[Dependant]) -> None:
-        if not self.enable_auditing or not cascaded:
-            return
-        now = utcnow()
-        write_audit_rows(
-            session,
-            (
-                audit_row(
-                    component=_COMPONENTS.get(row.table.name, row.table.name),
-                    operation=row.operation,
-                    record_id=row.key,
-                    actor=actor,
-                    before=row.before,
-                    after=row.after,
-                    timestamp=now,
-                )
-                for row in cascaded
-            ),
-        )
+        write_audit_rows(session, rows)

@@ -25,17 +25,18 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     String,
+    Table,
     insert,
 )
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from storage import changes
+from storage import chain, changes
 
 __all__ = [
-    "newest_first",
     "AUDIT_OPERATIONS",
+    "AUDIT_TABLE",
     "AuditLog",
     "AuditOperation",
     "RecordId",
@@ -44,6 +45,7 @@ __all__ = [
     "audit_filters",
     "audit_operation",
     "audit_row",
+    "newest_first",
     "to_json_safe",
     "utcnow",
     "write_audit_rows",
@@ -123,9 +125,13 @@ class AuditLog(SQLModel, table=True):
     after: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
     )
+    # The hash chain (storage.chain): NULL in rows written before it existed.
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
 
 
-_AUDIT_INSERT = insert(AuditLog.__table__)  # type: ignore[attr-defined]
+AUDIT_TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
+_AUDIT_INSERT = insert(AUDIT_TABLE)
 
 
 def to_json_safe(value: Any) -> Any:
@@ -181,11 +187,15 @@ def audit_row(
 
 
 def write_audit_rows(session: Session, rows: Iterable[dict[str, Any]]) -> None:
-    """Insert audit rows in one bulk statement inside the session's transaction."""
-    batch = list(rows)
+    """Insert audit rows in one bulk statement inside the session's transaction, chained to
+    the log's hash chain (:func:`storage.chain.link`: the chain's head stays locked until the
+    transaction ends)."""
+    batch = [dict(row) for row in rows]
     if batch:
         # Core on the session's connection: no ORM bookkeeping for rows nobody loads back.
-        session.connection().execute(_AUDIT_INSERT, batch)
+        connection = session.connection()
+        chain.link(connection, AUDIT_TABLE, batch)
+        connection.execute(_AUDIT_INSERT, batch)
         changes.mark_audited(session)
         if changes.counting():
             counts = Counter((row["component"], row["operation"]) for row in batch)

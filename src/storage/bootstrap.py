@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import SQLModel
 
-from storage import database, restore
+from storage import chain, database, restore
 from storage.accessor import ModelAccessor
-from storage.errors import ConfigurationError
+from storage.auditor import AUDIT_TABLE
+from storage.errors import ConfigurationError, translate_driver_errors
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.readiness import SchemaCheck
 
@@ -37,7 +38,8 @@ def prepare_database(
     auto_migrate: bool = False,
     sqlite_synchronous: str | None = None,
 ) -> None:
-    """Configure the URL, then create missing tables or apply the additive migrations.
+    """Configure the URL, then create missing tables or apply the additive migrations, and
+    the audit chain's head row (:func:`storage.chain.ensure_head`).
 
     Raises:
         ConfigurationError: the database is already in use with another URL or setting.
@@ -49,6 +51,8 @@ def prepare_database(
         database.get_database().set_sqlite_synchronous(sqlite_synchronous)
     with database.get_database().schema_lock():  # processes starting at once take turns
         _prepare(auto_migrate=auto_migrate, create_tables=create_tables)
+        with translate_driver_errors(), database.get_engine().begin() as connection:
+            chain.ensure_head(connection, AUDIT_TABLE)
     for leftover in restore.remove_leftovers():
         logger.info("removed %s, left by a restore that did not finish", leftover)
 

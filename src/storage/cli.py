@@ -1,8 +1,8 @@
 """``machine-storage``: the command line for operators and scripts.
 
-Backups (also from cron), restores, CSV export and import, auto-migrations, the audit log,
-serving an app; extensions add their own commands (``programs`` adds ``runs`` and
-``worker``) through the ``machine_storage.cli`` entry point group: each entry point names a
+Backups (also from cron), restores, CSV export and import, auto-migrations, the audit log and
+its hash chain, serving an app; extensions add their own commands (``programs`` adds ``runs``
+and ``worker``) through the ``machine_storage.cli`` entry point group: each entry point names a
 function that takes the :class:`typer.Typer` application and adds commands to it.
 
 Exit codes: 0 the operation succeeded, 1 it failed (the reason is one line on stderr), 2 the
@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 import typer
 
 from storage.cli_alembic import migrate_app
-from storage.cli_audit import audit_command
+from storage.cli_chain import audit_app
 from storage.cli_common import EXIT_FAILED, HANDLED, describe
 from storage.cli_data import backup_command, export_command, import_command, restore_command
 from storage.cli_serve import serve_command
@@ -48,7 +48,7 @@ def build_app(*, extensions: bool = True) -> typer.Typer:
     app.command("export")(export_command)
     app.command("import")(import_command)
     app.add_typer(migrate_app, name="migrate")
-    app.command("audit")(audit_command)
+    app.add_typer(audit_app, name="audit")
     app.command("serve")(serve_command)
     if extensions:
         for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

@@ -18,6 +18,7 @@ from sqlmodel import SQLModel
 
 from storage import backup, database, export, importer, restore
 from storage.auditor import AuditLog
+from storage.chain import AuditChainHead
 from storage.cli_common import (
     AppOption,
     CommandFailed,
@@ -37,6 +38,8 @@ ActorOption = Annotated[
     str, typer.Option("--actor", help="Who does it, as recorded in the audit log.")
 ]
 DEFAULT_ACTOR = "machine-storage"
+# The tables every process has on SQLModel.metadata, whichever models it imported.
+_LIBRARY_TABLES = {AuditLog.__tablename__, AuditChainHead.__tablename__}
 
 
 def backup_command(
@@ -163,7 +166,7 @@ def restore_command(
     """
     open_database(db_url, must_exist=not (app or models))
     source = load_tables(app, models)
-    if source == "database" and set(SQLModel.metadata.tables) <= {AuditLog.__tablename__}:
+    if source == "database" and set(SQLModel.metadata.tables) <= _LIBRARY_TABLES:
         raise CommandFailed(
             "the target database has no tables to restore into; pass --app or --models "
             "so that they can be created"

@@ -11,12 +11,16 @@ The file is checked before anything is touched: the SQLite header, a truncated s
   copies the snapshot's rows in; any error rolls it all back.
 
 The audit row for the restore (component ``database``, operation ``restore``) is written in the
-same atomic step, so a restored database always records who restored it. Listeners registered
-with :func:`storage.changes.on_database_restored` are called afterwards.
+same atomic step, so a restored database always records who restored it. The backup's audit
+rows come back as they are, with their hash chain (checked first, and the outcome logged); the
+chain's head moves to their last row and the restore's own audit row links to it, so the chain
+goes on from the backup's. Listeners registered with
+:func:`storage.changes.on_database_restored` are called afterwards.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -29,12 +33,13 @@ from sqlalchemy import Connection, MetaData, Table, delete, insert
 from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
 
-from storage import changes, database
-from storage.auditor import AuditLog, audit_row, write_audit_rows
+from storage import chain, changes, database
+from storage.auditor import AUDIT_TABLE, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.errors import PayloadTooLargeError, RestoreError, translate
 from storage.processes import is_running
 from storage.snapshots import SQLITE_HEADER, check_snapshot, open_snapshot_file
+from storage.verification import verify_chain_on
 
 __all__ = [
     "SQLITE_HEADER",
@@ -44,6 +49,8 @@ __all__ = [
     "restore_upload",
     "save_upload",
 ]
+
+logger = logging.getLogger("storage.restore")
 
 _CHUNK = 1 << 20
 
@@ -97,6 +104,7 @@ def restore_upload(
                 actor=actor,
                 after={"bytes": size, "tables": tables},
             )
+            _log_chain(path)
             if database.get_database().is_sqlite:
                 _restore_sqlite(path, record)
             else:
@@ -173,11 +181,41 @@ def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:
         raise RestoreError(f"the SQLite file could not be restored ({exc})") from exc
 
 
+def _log_chain(path: Path) -> None:
+    """Check the backup's audit chain and say so in the log: it is restored as it is."""
+    engine = sqlite_file_engine(path)
+    try:
+        with engine.connect() as connection, connection.begin():
+            report = verify_chain_on(connection)
+    finally:
+        engine.dispose()
+    if report.ok:
+        logger.info(
+            "restore: the backup's audit chain verifies (%d rows from id %s, %d older rows "
+            "without hash)",
+            report.checked,
+            report.starts_at,
+            report.unchained,
+        )
+    else:
+        logger.warning(
+            "restore: the backup's audit chain is broken at row %s (%s); restored as it is",
+            report.broken_at,
+            report.detail,
+        )
+
+
+def _log_continued(last: tuple[int | None, str | None]) -> None:
+    logger.info("restore: the audit chain continues after row %s (hash %s)", *last)
+
+
 def _write_audit_row(path: Path, record: dict[str, Any]) -> None:
     engine = sqlite_file_engine(path)
     try:
         with engine.begin() as connection:
-            connection.execute(insert(AuditLog.__table__), [record])  # type: ignore[attr-defined]
+            _log_continued(chain.follow(connection, AUDIT_TABLE))
+            chain.link(connection, AUDIT_TABLE, [record])
+            connection.execute(insert(AUDIT_TABLE), [record])
     except sa_exc.SQLAlchemyError as exc:
         raise RestoreError(
             f"the audit log of the backup cannot be written ({translate(exc)})"
@@ -187,16 +225,20 @@ def _write_audit_row(path: Path, record: dict[str, Any]) -> None:
 
 
 def _restore_server(path: Path, record: dict[str, Any], metadata: MetaData) -> None:
-    tables = metadata.sorted_tables
+    # The chain's head stays: locked first, it keeps audit writers out until the commit, and
+    # then follows the backup's last audit row.
+    tables = [table for table in metadata.sorted_tables if table.name != chain.HEAD.name]
     source_engine = sqlite_file_engine(path)
     try:
         with source_engine.connect() as source, database.transaction() as session:
             target = session.connection()
+            chain.lock_head(target, AUDIT_TABLE)
             for table in reversed(tables):
                 target.execute(delete(table))
             for table in tables:
                 _copy_table(source, target, table)
             reset_sequences(target, tables)
+            _log_continued(chain.follow(target, AUDIT_TABLE))
             write_audit_rows(session, [record])
     finally:
         source_engine.dispose()

@@ -1,10 +1,10 @@
 """``build_db_router()``: database-wide routes under ``/db``.
 
-Health, liveness and readiness, the audit log, the schema diagram, CSV export and import, and
-SQLite backup and restore. The work is done in :mod:`storage.backup`, :mod:`storage.restore`,
-:mod:`storage.export`, :mod:`storage.importer` and :mod:`storage.diagram`; this module only
-maps it to HTTP. Storage errors become their status codes through
-:class:`storage.http.StorageRoute`.
+Health, liveness and readiness, the audit log and its hash chain, the schema diagram, CSV
+export and import, and SQLite backup and restore. The work is done in :mod:`storage.backup`,
+:mod:`storage.restore`, :mod:`storage.export`, :mod:`storage.importer`, :mod:`storage.diagram`
+and :mod:`storage.verification`; this module only maps it to HTTP. Storage errors become their
+status codes through :class:`storage.http.StorageRoute`.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, ch
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan
 from storage.uploads import ImportLimits
+from storage.verification import ChainReport, verify_chain
 
 __all__ = ["AuditEntry", "HealthStatus", "Liveness", "Readiness", "build_db_router"]
 
@@ -185,6 +186,12 @@ def build_db_router(
             total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
         response.headers["X-Total-Count"] = str(total or 0)
         return [AuditEntry.model_validate(row) for row in rows]
+
+    @router.get("/audit/verify", dependencies=read)
+    def audit_verify() -> ChainReport:
+        """Check the audit log's hash chain from its first row to its head, in pages: ``ok``,
+        or the first broken row and what is wrong with it; ``head`` is the last row's hash."""
+        return verify_chain()
 
     @router.get(
         "/diagram.svg",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,30 @@ def test_audit_lists_with_filters(app_db: str) -> None:
     listing = run_cli("audit", app_db, "--component", "recipes")
     assert listing.returncode == 0 and listing.stdout.count("recipes/") == 2
     assert run_cli("audit", app_db, "--since", "yesterday").returncode == 2
+
+
+def test_audit_verify_prints_the_head_and_fails_on_a_broken_chain(app_db: str) -> None:
+    seed()
+    assert run_cli("audit", "list", app_db, "--limit", "1").returncode == 0
+    checked = run_cli("audit", "verify", app_db)
+    assert checked.returncode == 0, checked.stderr
+    assert checked.stdout.startswith("ok: ") and re.search(
+        r"^head: [0-9a-f]{64}$", checked.stdout, re.M
+    )
+    report = json_out(run_cli("audit", "verify", app_db, "--json", "--page-size", "2"))
+    assert report["ok"] is True and report["broken_at"] is None
+    engine = create_engine(app_db)
+    try:
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE auditlog SET actor = 'mallory' WHERE id = 3"))
+    finally:
+        engine.dispose()
+    broken = run_cli("audit", "verify", app_db)
+    assert broken.returncode == 1
+    assert broken.stdout.startswith("broken at row 3 (content_changed)")
+    report = json.loads(run_cli("audit", "verify", app_db, "--json").stdout)
+    assert (report["ok"], report["broken_at"], report["checked"]) == (False, 3, 2)
+    assert "verify" in run_cli("audit", "--help").stdout
 
 
 def test_audit_follow_prints_new_writes_until_interrupted(app_db: str) -> None:

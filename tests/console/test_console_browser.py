@@ -197,3 +197,12 @@ def test_the_audit_log_filters_and_follows(console: Console, server: Server) -> 
     assert all("by bob" in text for text in events.all_inner_texts())
     assert console.fits()
     console.screenshot("audit")
+
+
+def test_the_audit_chain_is_verified_at_a_click(console: Console, server: Server) -> None:
+    page = console.open("#/audit")
+    page.get_by_role("button", name="Verify chain").click()
+    result = page.locator(".verify .message")
+    expect(result).to_contain_text("Chain intact")
+    expect(result).to_contain_text(re.compile(r"head [0-9a-f]{64}"))
+    assert console.fits()

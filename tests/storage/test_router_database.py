@@ -139,6 +139,24 @@ def test_audit_rows_are_typed(client: TestClient) -> None:
     assert datetime.fromisoformat(row["timestamp"]).utcoffset() == timedelta(0)
 
 
+def test_audit_verify_reports_the_chain(client: TestClient) -> None:
+    ModelAccessor(User, "users").insert_many([User(name=f"u{n}") for n in range(3)])
+    users = ModelAccessor(User, "users")
+    users.update(1, name="changed", actor="bob")
+    report = client.get("/db/audit/verify").json()
+    assert report["ok"] is True and report["checked"] == 4 and report["starts_at"] == 1
+    assert report["last_id"] == 4 and len(report["head"]) == 64
+    with database.transaction() as session:
+        session.execute(
+            update(AuditLog.__table__)  # type: ignore[arg-type]
+            .where(AuditLog.__table__.c.id == 2)  # type: ignore[attr-defined]
+            .values(actor="mallory")
+        )
+    report = client.get("/db/audit/verify").json()
+    assert (report["ok"], report["broken_at"], report["problem"]) == (False, 2, "content_changed")
+    assert report["checked"] == 1
+
+
 @pytest.mark.parametrize(
     ("params", "status"),
     [
@@ -233,6 +251,7 @@ def test_export_import_round_trip_over_http(client: TestClient) -> None:
     assert body["tables"]["user"] == len(before["user"])
     after = table_rows()
     after.pop("auditlog"), before.pop("auditlog")
+    after.pop("auditlog_head"), before.pop("auditlog_head")
     assert after == before
 
 
@@ -356,6 +375,7 @@ def test_backup_then_restore_over_http(client: TestClient) -> None:
     audit = after.pop("auditlog")
     assert audit[-1][2:6] == ("database", "database", "restore", "operator")
     before.pop("auditlog")
+    after.pop("auditlog_head"), before.pop("auditlog_head")
     assert after == before
 
 
@@ -470,6 +490,7 @@ def require_admin(x_role: str | None = Header(default=None)) -> None:
     [
         pytest.param("GET", "/db/health", 401, id="health-read"),
         pytest.param("GET", "/db/audit", 401, id="audit-read"),
+        pytest.param("GET", "/db/audit/verify", 401, id="audit-verify-read"),
         pytest.param("GET", "/db/diagram.svg", 401, id="diagram-read"),
         pytest.param("GET", "/db/export.zip", 403, id="export-admin"),
         pytest.param("GET", "/db/backup.sqlite", 403, id="backup-admin"),

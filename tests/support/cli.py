@@ -16,6 +16,7 @@ from sqlmodel import SQLModel
 
 from storage import database, feed
 from storage.auditor import AuditLog
+from storage.chain import AuditChainHead
 from support import models
 
 TESTS = Path(__file__).resolve().parents[1]
@@ -43,9 +44,10 @@ def json_out(result: subprocess.CompletedProcess[str]) -> Any:
 
 def app_tables() -> list[Table]:
     """The tables of the app the commands work on: the test models' (``support.models``, what
-    ``--models support.models`` gives the command) and the audit log; not the tables other
-    modules of a test run define (the program store's), which the command's process lacks."""
-    names = {AuditLog.__tablename__} | {
+    ``--models support.models`` gives the command) and the audit log with its chain's head;
+    not the tables other modules of a test run define (the program store's), which the
+    command's process lacks."""
+    names = {AuditLog.__tablename__, AuditChainHead.__tablename__} | {
         model.__tablename__
         for model in vars(models).values()
         if isinstance(model, type) and issubclass(model, SQLModel) and hasattr(model, "__table__")

@@ -1,6 +1,7 @@
-// Audit: the audit log with filters (component, actor, operation, time range), following live.
+// Audit: the audit log with filters (component, actor, operation, time range), following live;
+// a button checks the log's hash chain.
 
-import {explain, follow, request} from "./api.js";
+import {explain, follow, getJSON, request} from "./api.js";
 import {field, fill, h} from "./dom.js";
 import {auditEntry} from "./record.js";
 
@@ -76,10 +77,32 @@ export async function renderAudit(main, info, signal) {
     field("Until", h("input", {name: "until", type: "datetime-local", value: filters.until})),
     h("button", {type: "submit", class: "primary"}, "Show"));
 
-  fill(main, h("h1", {}, "Audit log"), form,
+  fill(main, h("h1", {}, "Audit log"), info.db.auditVerify ? verifySection() : null, form,
     info.db.changes ? field("Follow live", h("input", {type: "checkbox", checked: filters.live,
       onchange: (event) => { filters.live = event.target.checked; restartStream(); }})) : null,
     live, list, pager);
   await load();
   restartStream();
+}
+
+/** "Verify chain": the outcome of GET /db/audit/verify, with the head hash to keep elsewhere. */
+function verifySection() {
+  const result = h("div", {class: "report", role: "status", "aria-live": "polite"});
+  const button = h("button", {type: "button", onclick: async () => {
+    button.disabled = true;
+    fill(result, h("p", {class: "message"}, "Verifying…"));
+    try {
+      const report = await getJSON("/db/audit/verify", null, "db:read");
+      const older = report.unchained ? ` (${report.unchained} older rows without hash)` : "";
+      fill(result, report.ok
+        ? h("p", {class: "message ok"}, `Chain intact: ${report.checked} rows${older}.`,
+          report.head ? h("br") : null, report.head ? h("code", {}, `head ${report.head}`) : null)
+        : h("p", {class: "message error"}, `Chain broken at row ${report.broken_at}: ${report.detail}.`));
+    } catch (error) {
+      fill(result, h("p", {class: "message error"}, explain(error)));
+    } finally {
+      button.disabled = false;
+    }
+  }}, "Verify chain");
+  return h("section", {class: "verify", "aria-label": "Audit chain"}, button, result);
 }

@@ -48,6 +48,7 @@ export async function discover() {
       health: has("/db/health", "get"),
       ready: has("/db/ready", "get"),
       audit: has("/db/audit", "get"),
+      auditVerify: has("/db/audit/verify", "get"),
       changes: has("/db/changes", "get"),
       diagram: has("/db/diagram.svg", "get"),
       backup: has("/db/backup.sqlite", "get"),
