@@ -284,6 +284,8 @@ def build_db_router(
             route_class_override=AdminRoute,
         )
     replacing = auth.replacing_guards()
+    _add_access_probes(router, {"read": read, "write": list(auth.write), "admin": admin,
+                                "replace": replacing})  # fmt: skip
     for path, endpoint, operation, limit, what in (
         ("/import", import_csv, "import_data", max_import_bytes, "An export zip, or one CSV file."),
         ("/restore", restore_sqlite, "restore_backup", max_restore_bytes, "A SQLite backup file."),
@@ -298,6 +300,30 @@ def build_db_router(
             openapi_extra=file_upload_body(what),
         )
     return router
+
+
+def _add_access_probes(router: APIRouter, guards: dict[str, list[Any]]) -> None:
+    """``GET /db/access/{level}``: 204 when the request's credentials pass the guards of that
+    level of route (``read``, ``write``, ``admin``, ``replace``: restore and import), else the
+    guards' own 401 or 403. Nothing is read or written; clients such as the operator console
+    ask before they offer an action."""
+    for level, dependencies in guards.items():
+
+        async def allowed() -> Response:
+            return Response(status_code=204)
+
+        router.add_api_route(
+            f"/access/{level}",
+            allowed,
+            methods=["GET"],
+            dependencies=dependencies,
+            operation_id=f"may_{level}",
+            summary=f"Whether these credentials may use the {level} routes",
+            description=_add_access_probes.__doc__,
+            status_code=204,
+            responses={204: {"description": "Allowed."}},
+            route_class_override=_ProcessRoute,
+        )
 
 
 class _ProcessRoute(StorageRoute):

@@ -1,6 +1,7 @@
 """The console with the app's own auth (a RouteAuth bearer-token guard on writes, in a real
-server): without the token a write is refused and no longer offered; with it the same write
-goes through, recorded under the operator's name."""
+server): without the token, writes and the database's admin actions are not offered (the
+console asks GET /db/access/{level} first); with it the same write goes through, recorded
+under the operator's name."""
 
 from __future__ import annotations
 
@@ -37,12 +38,15 @@ def count_of(server: Server, part: int) -> int:
 def test_writes_follow_the_apps_route_auth(browser: Any, guarded: Server) -> None:
     part = guarded.client.post("/parts/", json={"name": "bolt"}, headers=BOB).json()["id"]
     base = str(guarded.client.base_url)
-    with console_page(browser, base) as console:  # no token
+    with console_page(browser, base) as console:  # no token: asked up front, not offered
         page = console.open(f"#/data/parts/{part}")
-        page.get_by_label("Count").fill("5")
-        page.get_by_role("button", name="Save").click()
-        expect(page.locator("#notice")).to_contain_text("a valid bearer token is required")
+        expect(page.get_by_label("Count")).to_have_value("0")
         expect(page.get_by_role("button", name="Save")).to_have_count(0)
+        expect(page.get_by_role("button", name="Delete")).to_have_count(0)
+        page = console.open("#/database")
+        expect(page.locator("#health")).to_contain_text("ok sqlite")
+        expect(page.get_by_role("button", name="Download backup")).to_have_count(0)
+        expect(page.get_by_text("Your token may not back up or restore.")).to_be_visible()
     assert count_of(guarded, part) == 0
     with console_page(browser, base, token=TOKEN) as console:
         page = console.open(f"#/data/parts/{part}")

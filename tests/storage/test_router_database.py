@@ -660,3 +660,26 @@ def test_on_a_server_a_writer_waits_for_a_row_lock_at_most_the_busy_timeout(serv
     assert waited < 5
     assert client.patch(f"/users/{ada.id}", json={"age": 2}, headers=ACTOR).status_code == 200
     database.get_database().dispose()
+
+
+def test_access_probes_answer_as_the_guards_of_each_level(sqlite_db: Path) -> None:
+    """GET /db/access/{level}: 204 where the credentials pass that level's guards, else the
+    guard's own status; without any auth, replacing data is for this machine only."""
+    auth = RouteAuth(read=[Depends(require_token)], admin=[Depends(require_admin)])
+    client = client_for(auth=auth)
+    levels = ("read", "write", "admin", "replace")
+    anonymous = [client.get(f"/db/access/{level}").status_code for level in levels]
+    assert anonymous == [401, 204, 403, 403]
+    token = [client.get(f"/db/access/{level}", headers={"X-Token": "t"}).status_code
+             for level in levels]  # fmt: skip
+    assert token == [204, 204, 403, 403]
+    admin = {"X-Token": "t", "X-Role": "admin"}
+    assert [client.get(f"/db/access/{level}", headers=admin).status_code for level in levels] == [
+        204
+    ] * 4
+    app = FastAPI()
+    app.include_router(build_db_router())
+    remote = TestClient(app, client=("203.0.113.7", 50000))
+    assert [remote.get(f"/db/access/{level}").status_code for level in levels] == [204] * 3 + [403]
+    local = TestClient(app, client=("127.0.0.1", 50000))
+    assert local.get("/db/access/replace").status_code == 204

@@ -18,8 +18,37 @@ export function saveSession(user, token) {
 /** Kinds of routes ("workcells:write", "db:admin") the server refused with 401 or 403. */
 export const denied = new Map();
 
+/** Levels of routes (read, write, admin, replace) the credentials may not use, asked up front. */
+export const refused = new Map();
+
+/** The level of routes a kind belongs to: "workcells:write" -> "write", "db:admin" -> "admin". */
+function levelOf(kind) {
+  return kind.split(":").pop();
+}
+
 export function allowed(kind) {
-  return !denied.has(kind);
+  return !denied.has(kind) && !refused.has(levelOf(kind));
+}
+
+/**
+ * Ask the server which levels of routes these credentials may use (``GET /db/access/{level}``,
+ * which reads and writes nothing), so that refused actions are not offered in the first place.
+ * Routers guarded on their own are still learned from their 401 and 403 answers.
+ */
+export async function probeAccess(levels) {
+  refused.clear();
+  await Promise.all(levels.map(async (level) => {
+    const response = await fetch(url(`/db/access/${level}`), {headers: headers()});
+    if (response.status === 401 || response.status === 403) {
+      let detail = response.statusText;
+      try {
+        detail = (await response.json()).detail;
+      } catch {
+        // no JSON body: the status text says enough
+      }
+      refused.set(level, typeof detail === "string" ? detail : describe(detail));
+    }
+  }));
 }
 
 export class ApiError extends Error {

@@ -1,6 +1,6 @@
 // The console's shell: who is at the panel, the page menu, and which page the address shows.
 
-import {ApiError, denied, explain, saveSession, session} from "./api.js";
+import {ApiError, denied, explain, probeAccess, saveSession, session} from "./api.js";
 import {renderAudit} from "./audit.js";
 import {renderTable} from "./data.js";
 import {renderDatabase} from "./database.js";
@@ -82,7 +82,7 @@ function setUpLogin() {
     event.preventDefault();
     saveSession(form.operator.value, form.token.value);
     notify(`Working as ${session.user || "nobody"}.`);
-    show();
+    probeAccess(info?.access ?? []).then(show);
   });
 }
 
@@ -100,6 +100,7 @@ async function start() {
     fill(main, h("h1", {}, "Cannot reach the app"), h("p", {class: "message error"}, explain(error)));
     return;
   }
+  await probeAccess(info.access);
   window.addEventListener("hashchange", show);
   await show();
 }

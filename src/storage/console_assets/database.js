@@ -66,7 +66,7 @@ function uploadForm({label, path, submit, options = () => ({}), extra = [], desc
   async function send(dryRun) {
     const body = new FormData();
     body.append("file", file.files[0]);
-    const response = await request("POST", path, {query: {...options(), dry_run: dryRun}, body, kind: "db:admin"});
+    const response = await request("POST", path, {query: {...options(), dry_run: dryRun}, body, kind: "db:replace"});
     return response.json();
   }
 
@@ -106,11 +106,13 @@ function tables(answer) {
 
 function backupSection(db) {
   const admin = allowed("db:admin");
+  const replace = allowed("db:replace");
   const integrity = h("input", {type: "checkbox", name: "integrity", checked: true});
   return h("section", {"aria-labelledby": "h-backup"}, h("h2", {id: "h-backup"}, "Backup and restore"),
     admin ? null : h("p", {class: "message error"}, "Your token may not back up or restore."),
+    admin && !replace ? h("p", {class: "message"}, "Restoring is not offered: the server refuses it to you (it may only accept it from the machine itself).") : null,
     db.backup && admin ? h("button", {class: "primary", onclick: () => fetchDownload("/db/backup.sqlite", "backup.sqlite")}, "Download backup") : null,
-    db.restore && admin ? uploadForm({label: "Restore a backup", path: "/db/restore", submit: "Restore",
+    db.restore && replace ? uploadForm({label: "Restore a backup", path: "/db/restore", submit: "Restore",
       options: () => ({integrity_check: integrity.checked}),
       extra: [field("Full integrity check", integrity)],
       describe: (answer) => h("div", {}, h("p", {}, `${answer.bytes ?? "?"} bytes`), tables(answer))}) : null);
@@ -122,7 +124,7 @@ function exportSection(db) {
   const table = h("input", {name: "table"});
   return h("section", {"aria-labelledby": "h-export"}, h("h2", {id: "h-export"}, "Export and import (CSV)"),
     db.exportZip && admin ? h("button", {onclick: () => fetchDownload("/db/export.zip", "export.zip")}, "Download export (zip)") : null,
-    db.import && admin ? uploadForm({label: "Import CSV", path: "/db/import", submit: "Import",
+    db.import && allowed("db:replace") ? uploadForm({label: "Import CSV", path: "/db/import", submit: "Import",
       options: () => ({mode: mode.value, table: table.value.trim() || null}),
       extra: [field("Mode", mode), field("Table (for one CSV file)", table)],
       describe: (answer) => h("div", {}, h("p", {}, `Mode ${answer.mode}; skipped: ${(answer.skipped ?? []).join(", ") || "none"}`), tables(answer))}) : null);

@@ -44,6 +44,7 @@ export async function discover() {
     spec,
     components,
     has,
+    access: ["read", "write", "admin", "replace"].filter((level) => has(`/db/access/${level}`, "get")),
     db: {
       health: has("/db/health", "get"),
       ready: has("/db/ready", "get"),
