@@ -47,6 +47,32 @@ IMPORTABLE = "importable"
 ImportMode = Literal["insert", "upsert", "replace"]
 
 _FIELD_LIMIT = 1 << 30  # the csv module's own limit (128 KiB) is too small for JSON cells
+
+
+class _WideFields:
+    """The csv module's field limit (one for the whole process) raised while imports run, and
+    put back when the last one ends, so that other code keeps the limit it set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._imports = 0
+        self._before = 0
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._imports == 0:
+                self._before = csv.field_size_limit()
+                csv.field_size_limit(max(self._before, _FIELD_LIMIT))
+            self._imports += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._imports -= 1
+            if self._imports == 0:
+                csv.field_size_limit(self._before)
+
+
+_WIDE_FIELDS = _WideFields()
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 
 _Opener = Callable[[], AbstractContextManager[IO[bytes]]]
@@ -98,11 +124,10 @@ def import_upload(
         ConflictError: a key already exists (``insert``), or a constraint rejected a row.
         OperationCancelledError: ``cancelled`` was set before the import finished.
     """
-    csv.field_size_limit(max(csv.field_size_limit(), _FIELD_LIMIT))
     counts: dict[str, int] = {}
     skipped: list[str] = []
     bounded = BoundedText(limits or ImportLimits(), cancelled)
-    with ExitStack() as stack, database.transaction() as session:
+    with ExitStack() as stack, _WIDE_FIELDS, database.transaction() as session:
         sources = _sources(upload, table, stack, skipped, bounded.limits)
         # A savepoint, so that a dry run rolls back even inside a caller's transaction.
         try:

@@ -3,10 +3,14 @@ refused while the data streams in, with bounded memory, and the database stays a
 
 from __future__ import annotations
 
+import csv
 import io
+import json
 import threading
 import tracemalloc
+import uuid
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +138,20 @@ def test_within_the_limits_it_imports(backend: str) -> None:
 def test_limits_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         ImportLimits(max_rows=0)
+
+
+def test_an_import_leaves_the_csv_field_limit_as_it_found_it(sqlite_db: Path) -> None:
+    """The csv module's field limit is process-wide: an import raises it for its own cells
+    (here a JSON cell above the limit the process set) and puts it back afterwards."""
+    limit = csv.field_size_limit(1000)
+    try:
+        payload = json.dumps({"notes": "x" * 5000}).replace('"', '""')
+        text = (
+            "id,taken_at,day,weight,payload\n"
+            f'{uuid.uuid4()},2026-01-01T00:00:00,2026-01-01,1.5,"{payload}"\n'
+        )
+        summary = import_upload(io.BytesIO(text.encode()), table="sample", actor="ada")
+        assert summary.tables == {"sample": 1}
+        assert csv.field_size_limit() == 1000
+    finally:
+        csv.field_size_limit(limit)
