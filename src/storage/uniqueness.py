@@ -27,7 +27,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     Index,
-    MetaData,
     Table,
     UniqueConstraint,
     event,
@@ -36,7 +35,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.orm import Mapper, Session
-from sqlalchemy.schema import CreateIndex, CreateTable, DropConstraint, DropIndex
+from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import SQLModel
 
 from storage import database
@@ -154,19 +153,20 @@ def _migrate(connection: Connection, table: Table, wanted: list[Index]) -> list[
         _rebuild_sqlite(connection, table)
         return [f"rebuilt table {table.name} with its unique indexes over live rows"]
     done = []
-    with connection.begin():
-        for name, is_constraint in stale:
-            if is_constraint:
-                constraint = UniqueConstraint(name=name)
-                Table(table.name, MetaData(), constraint)
-                connection.execute(DropConstraint(constraint))
-            else:
-                connection.execute(DropIndex(Index(name, _table=Table(table.name, MetaData()))))
-            done.append(f"dropped unique {name} of {table.name}")
-        for index in wanted:
-            if index.name not in present:
-                connection.execute(CreateIndex(index))
-                done.append(f"created unique index {index.name} over live rows of {table.name}")
+    quote = connection.dialect.identifier_preparer.quote
+    for name, is_constraint in stale:
+        if is_constraint:
+            connection.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} DROP CONSTRAINT {quote(name)}"
+            )
+        else:
+            connection.exec_driver_sql(f"DROP INDEX {quote(name)}")
+        done.append(f"dropped unique {name} of {table.name}")
+    for index in wanted:
+        if index.name not in present:
+            connection.execute(CreateIndex(index))
+            done.append(f"created unique index {index.name} over live rows of {table.name}")
+    connection.commit()  # PostgreSQL's DDL is transactional: a table at a time, all or nothing
     return done
 
 
