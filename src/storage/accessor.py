@@ -15,13 +15,18 @@ from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.cascades import Dependant, component_of, dependants, register_component
-from storage.errors import DatabaseBusyError, RestoreConflictError, translate_driver_errors
+from storage.errors import DatabaseBusyError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
-from storage.relations import Relation, children_of, parents_of
+from storage.relations import children_of, parents_of
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
-from storage.softdelete import Cascade, check_parents, restore_children
-from storage.uniqueness import live_holder
+from storage.softdelete import (
+    Cascade,
+    check_moved,
+    check_parents,
+    refuse_taken_values,
+    restore_children,
+)
 
 __all__ = ["ModelAccessor"]
 
@@ -261,7 +266,7 @@ class ModelAccessor(HookDecorators[ModelT]):
                     if name != self.primary_key:
                         setattr(stored, name, getattr(obj, name))
             if self._shape.snapshot(stored) != before:
-                self._check_moved(session, stored, before)
+                check_moved(session, self._shape, stored, before)
                 self._finish_update(session, stored, before, actor, "update")
             return stored
 
@@ -285,7 +290,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             for name, value in fields.items():
                 setattr(obj, name, value)
             if self._shape.snapshot(obj) != before:
-                self._check_moved(session, obj, before)
+                check_moved(session, self._shape, obj, before)
                 self._finish_update(session, obj, before, actor, "update")
             return obj
 
@@ -349,7 +354,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             if self._shape.is_deleted(obj):
                 row = self._shape.row(obj)
                 moment = row[SOFT_DELETE_COLUMN]
-                self._refuse_taken_values(session, row)
+                refuse_taken_values(session, self._table, [row], self.component)
                 row[SOFT_DELETE_COLUMN] = None
                 check_parents(session, self._table, [row])
                 before = self._shape.snapshot(obj)
@@ -467,32 +472,6 @@ class ModelAccessor(HookDecorators[ModelT]):
         else:
             self._remove_rows(session, objs, actor, "delete")
         self.hooks.emit_each("after_delete", session=session, instances=objs)
-
-    def _check_moved(self, session: Session, obj: ModelT, before: dict[str, Any]) -> None:
-        """Refuse a row moved to (or brought back under) a soft-deleted parent."""
-        relations = parents_of(self._table)
-        if not relations:
-            return
-        after = self._shape.snapshot(obj)
-        revived = before.get(SOFT_DELETE_COLUMN) is not None and not self._shape.is_deleted(obj)
-        moved = [r for r in relations if revived or self._changed(r, before, after)]
-        if moved:
-            check_parents(session, self._table, [self._shape.row(obj)], relations=moved)
-
-    def _changed(self, relation: Relation, before: dict[str, Any], after: dict[str, Any]) -> bool:
-        key = self._shape.mapper.get_property_by_column(relation.column).key
-        return bool(before.get(key) != after.get(key))
-
-    def _refuse_taken_values(self, session: Session, row: dict[str, Any]) -> None:
-        held = live_holder(session, self._table, [row])
-        if held is not None:
-            columns, _, holder = held
-            names = ", ".join(column.name for column in columns)
-            raise RestoreConflictError(
-                f"{self.component} {row[self._pk_column.name]} cannot be restored: "
-                f"{self.component} {holder} now holds its {names}; change or delete that one "
-                "first"
-            )
 
     def _remove_rows(
         self, session: Session, objs: list[ModelT], actor: str, operation: str

@@ -9,10 +9,13 @@ children, so any error leaves the database as it was. Modes:
 - ``upsert``: rows whose key exists are updated (only the columns in the file), others added.
 - ``replace``: the imported tables are emptied first, then the rows are added.
 
-A missing autoincrement key (``\\N`` or empty) is assigned by the database. Each imported table
-gets an audit row (component ``database``, operation ``import``, record id the table name),
-and listeners of :func:`storage.changes.on_database_restored` are told afterwards, since rows
-changed without passing through accessors.
+Soft-delete policies (:mod:`storage.relations`) apply: a live row under a deleted parent is
+refused (``refuse``, ``cascade``), and the live children of rows the file marks deleted are
+soft-deleted with them or refuse the import. A missing autoincrement key (``\\N`` or empty)
+is assigned by the database. Each imported table gets an audit row (component ``database``,
+operation ``import``, record id the table name), and listeners of
+:func:`storage.changes.on_database_restored` are told afterwards, since rows changed without
+passing through accessors.
 """
 
 from __future__ import annotations

@@ -20,9 +20,10 @@ key or of its column, under :data:`SOFT_DELETE_POLICY`::
         default=None, foreign_key="cell.id", sa_column_kwargs={"info": {"soft_delete": "leave"}}
     )
 
-Whatever the policy, a live row may not be created under, moved to, or restored under a
-soft-deleted parent (see :mod:`storage.softdelete`). Relations are searched once per table
-while no model is added, not on every write.
+Whatever the policy, the accessor lets no live row be created under, moved to, or restored
+under a soft-deleted parent (see :mod:`storage.softdelete`); the CSV import refuses such rows
+under ``refuse`` and ``cascade`` only, since ``leave`` makes them and an export must import.
+Relations are searched once per table while no model is added, not on every write.
 """
 
 from __future__ import annotations

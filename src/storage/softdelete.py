@@ -27,10 +27,10 @@ from storage.cascades import Dependant, component_of
 from storage.errors import DeletedParentError, LiveChildrenError, RestoreConflictError
 from storage.listeners import Change, is_watched, record
 from storage.relations import Relation, children_of, parents_of
-from storage.rows import SOFT_DELETE_COLUMN
+from storage.rows import SOFT_DELETE_COLUMN, RowShape
 from storage.uniqueness import live_holder
 
-__all__ = ["Cascade", "check_parents", "restore_children"]
+__all__ = ["Cascade", "check_moved", "check_parents", "refuse_taken_values", "restore_children"]
 
 _CHUNK = 500
 Row = Mapping[str, Any]  # column values by column name
@@ -179,7 +179,7 @@ def restore_children(
                 found = list(_select(session, relation, _values(rows, relation.referred), took))
                 if not found:
                     continue
-                _refuse_taken_values(session, child, found)
+                refuse_taken_values(session, child, found)
                 for chunk in _chunks([row[key.name] for row in found]):
                     statement = update(child).where(key.in_(chunk))
                     session.execute(statement.values({SOFT_DELETE_COLUMN: None}))
@@ -231,12 +231,44 @@ def check_parents(
                     )
 
 
-def _refuse_taken_values(session: Session, table: Table, rows: Sequence[Row]) -> None:
+def check_moved(session: Session, shape: RowShape, obj: Any, before: Mapping[str, Any]) -> None:
+    """Refuse a live row moved to (or brought back under) a soft-deleted parent by an update;
+    ``before`` is its snapshot before the update.
+
+    Raises:
+        DeletedParentError: naming the parent.
+    """
+    table: Table = shape.model.__table__
+    relations = parents_of(table)
+    if not relations:
+        return
+    after = shape.snapshot(obj)
+    revived = before.get(SOFT_DELETE_COLUMN) is not None and not shape.is_deleted(obj)
+    moved = [
+        relation
+        for relation in relations
+        if revived
+        or before.get(shape.mapper.get_property_by_column(relation.column).key)
+        != after.get(shape.mapper.get_property_by_column(relation.column).key)
+    ]
+    if moved:
+        check_parents(session, table, [shape.row(obj)], relations=moved)
+
+
+def refuse_taken_values(
+    session: Session, table: Table, rows: Sequence[Row], component: str | None = None
+) -> None:
+    """Refuse to restore deleted ``rows`` of ``table`` while a live row holds one of their
+    unique values (possible on PostgreSQL and SQLite, see :mod:`storage.uniqueness`).
+
+    Raises:
+        RestoreConflictError: naming the row and the holder.
+    """
     held = live_holder(session, table, rows)
     if held is not None:
         columns, row, holder = held
         names = ", ".join(column.name for column in columns)
-        component = component_of(table.name)
+        component = component or component_of(table.name)
         raise RestoreConflictError(
             f"{component} {row[_key(table).name]} cannot be restored: {component} {holder} "
             f"now holds its {names}; change or delete that one first"
