@@ -184,7 +184,9 @@ def test_policies_over_http(accessors: dict[str, ModelAccessor[Any]]) -> None:
     site = client.post("/sites/", json={"name": "North"}, headers=OPS).json()
     bay = client.post("/bays/", json={"code": "N1", "site_id": site["id"]}, headers=OPS).json()
     permit = client.post("/permits/", json={"site_id": site["id"]}, headers=OPS).json()
-    client.post("/visits/", json={"site_id": site["id"]}, headers=OPS)
+    visit = client.post("/visits/", json={"site_id": site["id"]}, headers=OPS).json()
+    south = client.post("/sites/", json={"name": "South"}, headers=OPS).json()
+    assert client.delete(f"/sites/{south['id']}", headers=OPS).status_code == 204
 
     refused = client.delete(f"/sites/{site['id']}", headers=OPS)
     assert refused.status_code == 409
@@ -196,8 +198,11 @@ def test_policies_over_http(accessors: dict[str, ModelAccessor[Any]]) -> None:
     orphan = client.post("/bays/", json={"code": "N2", "site_id": site["id"]}, headers=OPS)
     assert orphan.status_code == 409
     assert orphan.json()["detail"].startswith(f"sites {site['id']} is deleted")
-    moved = client.patch(f"/visits/{1}", json={"site_id": site["id"]}, headers=OPS)
-    assert moved.status_code in (200, 409)  # the same site: unchanged, so allowed
+    moved = client.patch(f"/visits/{visit['id']}", json={"site_id": south["id"]}, headers=OPS)
+    assert moved.status_code == 409
+    assert moved.json()["detail"].startswith(f"sites {south['id']} is deleted")
+    unchanged = client.patch(f"/visits/{visit['id']}", json={"site_id": site["id"]}, headers=OPS)
+    assert unchanged.status_code == 200  # leave: it may stay where it is
 
     assert client.post(f"/sites/{site['id']}/restore", headers=OPS).status_code == 200
     assert [row["id"] for row in client.get("/bays/").json()] == [bay["id"]]
