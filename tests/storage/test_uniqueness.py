@@ -5,11 +5,21 @@ clear 409; databases made before are brought over by ``make_unique_live``."""
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import Column, DateTime, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    create_engine,
+)
 from sqlmodel import SQLModel
 
 from storage import database
@@ -18,6 +28,7 @@ from storage.errors import IntegrityConflictError, RestoreConflictError
 from storage.router_model import build_crud_router
 from storage.uniqueness import LIVE_UNIQUE, live_only, make_unique_live
 from support.backends import fresh_database
+from support.cli import json_out, run_cli
 from support.models import Bay, Site, Tag
 from support.testclient import TestClient
 
@@ -139,3 +150,16 @@ def test_make_unique_live_brings_an_older_database_over(name: str) -> None:
             assert bays.get(1, include_deleted=True) is not None  # rows kept, keys intact
         finally:
             database.get_database().dispose()
+
+
+def test_the_migrate_live_unique_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    _before_partial_indexes().create_all(engine)
+    engine.dispose()
+    first = json_out(run_cli("migrate", "live-unique", url, "--models", "support.models", "--json"))
+    assert first["done"] == [
+        "rebuilt table site with its unique indexes over live rows",
+    ], first
+    again = json_out(run_cli("migrate", "live-unique", url, "--models", "support.models", "--json"))
+    assert again == {"done": []}
