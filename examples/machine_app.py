@@ -53,7 +53,13 @@ class Machine(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     serial: str = Field(max_length=50, unique=True)
     kind: str = Field(default="robot", max_length=30)
-    workcell_id: int | None = Field(default=None, foreign_key="workcell.id", index=True)
+    # Soft-deleting a work cell soft-deletes its machines; restoring it brings them back.
+    workcell_id: int | None = Field(
+        default=None,
+        foreign_key="workcell.id",
+        index=True,
+        sa_column_kwargs={"info": {"soft_delete": "cascade"}},
+    )
     payload_kg: float = 0.0
     commissioned_at: datetime | None = None
     deleted_at: datetime | None = Field(default=None, index=True)

@@ -8,28 +8,33 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 import anyio.to_thread
-from sqlalchemy import ColumnElement, func, inspect, select
+from sqlalchemy import ColumnElement, Table, func, inspect, select
 from sqlmodel import Session, SQLModel
 
 from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
-from storage.cascades import Dependant, dependants
+from storage.cascades import Dependant, component_of, dependants, register_component
 from storage.constraints import FOREIGN_KEY, BrokenConstraint
 from storage.errors import DatabaseBusyError, IntegrityConflictError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
 from storage.references import missing_parent
+from storage.relations import children_of, parents_of
 from storage.rows import SOFT_DELETE_COLUMN, RowShape
+from storage.softdelete import (
+    Cascade,
+    check_moved,
+    check_parents,
+    refuse_taken_values,
+    restore_children,
+)
 
 __all__ = ["ModelAccessor"]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
 
 _IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
-# The component of each table an accessor was made for (the latest one), which the audit rows
-# of rows a delete takes with it are filed under; a table without one goes by its name.
-_COMPONENTS: dict[str, str] = {}
 
 
 class ModelAccessor(HookDecorators[ModelT]):
@@ -59,9 +64,12 @@ class ModelAccessor(HookDecorators[ModelT]):
         self.table_name = shape.table_name
         self.coerce_key = shape.coerce_key
         self._shape = shape
+        self._table: Table = model.__table__  # type: ignore[attr-defined]
+        children_of(self._table)  # a relation with a policy that cannot be: a ValueError now
+        parents_of(self._table)
         self._pk_column = shape.pk_column
         self._inserter = BulkInserter(shape.mapper)
-        _COMPONENTS[self.table_name] = component_name
+        register_component(self.table_name, component_name)
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
@@ -260,6 +268,7 @@ class ModelAccessor(HookDecorators[ModelT]):
                     if name != self.primary_key:
                         setattr(stored, name, getattr(obj, name))
             if self._shape.snapshot(stored) != before:
+                check_moved(session, self._shape, stored, before)
                 self._finish_update(session, stored, before, actor, "update")
             return stored
 
@@ -283,6 +292,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             for name, value in fields.items():
                 setattr(obj, name, value)
             if self._shape.snapshot(obj) != before:
+                check_moved(session, self._shape, obj, before)
                 self._finish_update(session, obj, before, actor, "update")
             return obj
 
@@ -291,6 +301,12 @@ class ModelAccessor(HookDecorators[ModelT]):
 
         Returns ``False`` when the row is missing. A row that is already soft-deleted stays as
         it is (its ``deleted_at`` and audit trail unchanged) and counts as deleted: ``True``.
+        A soft delete applies the policy of each relation referring to the table
+        (:mod:`storage.relations`): live children are soft-deleted with it (``cascade``, each
+        audited), or the delete is refused while there are some (``refuse``), or they stay.
+
+        Raises:
+            LiveChildrenError: a ``refuse`` relation has live children; nothing changed.
         """
         return self.delete_many([id], actor=actor) == 1
 
@@ -300,12 +316,17 @@ class ModelAccessor(HookDecorators[ModelT]):
         keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
         if not keys:
             return 0
+        statement = select(self.model)
+        if self.soft_delete and any(r.policy != "leave" for r in children_of(self._table)):
+            # Held until the commit: a child created meanwhile waits for it, then sees the
+            # parent deleted (softdelete.check_parents reads parents FOR SHARE).
+            statement = statement.with_for_update()
         with self._write() as session:
             found = [
                 obj
                 for start in range(0, len(keys), _IN_CHUNK)
                 for obj in session.scalars(
-                    select(self.model).where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
+                    statement.where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
                 )
             ]
             self._delete_rows(
@@ -317,7 +338,14 @@ class ModelAccessor(HookDecorators[ModelT]):
         """Clear ``deleted_at``; ``True`` also when the row was not deleted, ``False`` if missing.
 
         Runs the update hooks and is audited as ``restore``. ``False`` for a model without
-        ``deleted_at`` (nothing to restore), as in vention-storage.
+        ``deleted_at`` (nothing to restore), as in vention-storage. The children its soft
+        delete took with it (relations with the ``cascade`` policy) come back too, each
+        audited; children deleted on their own before stay deleted.
+
+        Raises:
+            DeletedParentError: the row (or a child coming back) refers to a deleted row.
+            RestoreConflictError: a live row took a unique value of the row (or of a child)
+                meanwhile; nothing changed.
         """
         if not self.soft_delete:
             return False
@@ -326,9 +354,16 @@ class ModelAccessor(HookDecorators[ModelT]):
             if obj is None:
                 return False
             if self._shape.is_deleted(obj):
+                row = self._shape.row(obj)
+                moment = row[SOFT_DELETE_COLUMN]
+                refuse_taken_values(session, self._table, [row], self.component)
+                row[SOFT_DELETE_COLUMN] = None
+                check_parents(session, self._table, [row])
                 before = self._shape.snapshot(obj)
                 setattr(obj, SOFT_DELETE_COLUMN, None)
                 self._finish_update(session, obj, before, actor, "restore")
+                restored = restore_children(session, self._table, [row], moment)
+                self._audit_cascaded(session, actor, restored)
             return True
 
     def purge(self, id: Any, *, actor: str = "internal") -> bool:
@@ -418,6 +453,8 @@ class ModelAccessor(HookDecorators[ModelT]):
     def _insert_rows(self, session: Session, objs: list[ModelT], actor: str) -> None:
         for obj in objs:
             self.hooks.emit("before_insert", session=session, instance=obj)
+        if parents_of(self._table):
+            check_parents(session, self._table, [self._shape.row(obj) for obj in objs])
         self._inserter.insert(session, objs)
         if self._inserter.uses_core and is_watched(self.table_name):
             # Written with Core statements, so the flush that records changes never saw them.
@@ -440,11 +477,19 @@ class ModelAccessor(HookDecorators[ModelT]):
         if self.soft_delete:
             befores = [self._shape.snapshot(obj) for obj in objs]
             now = self._shape.deleted_at_now()
+            cascade = None
+            if objs and children_of(self._table):
+                rows = [self._shape.row(obj) for obj in objs]
+                cascade = Cascade(session, self._table, rows, [None] * len(rows))
+                moment = cascade.moment(now)
+                now = moment.replace(tzinfo=now.tzinfo)  # as the column wants it
             for obj in objs:
                 setattr(obj, SOFT_DELETE_COLUMN, now)
             session.flush()
             afters: list[dict[str, Any] | None] = [self._shape.snapshot(obj) for obj in objs]
             self._audit(session, actor, "soft_delete", objs, befores, afters)
+            if cascade is not None:
+                self._audit_cascaded(session, actor, cascade.apply(now))
         else:
             self._remove_rows(session, objs, actor, "delete")
         self.hooks.emit_each("after_delete", session=session, instances=objs)
@@ -489,16 +534,27 @@ class ModelAccessor(HookDecorators[ModelT]):
             for obj, before, after in zip(objs, befores, afters, strict=True)
         ]
         # One write for the rows and what the delete took with them: one turn at the chain.
-        rows.extend(
-            audit_row(
-                component=_COMPONENTS.get(row.table.name, row.table.name),
-                operation=row.operation,
-                record_id=row.key,
-                actor=actor,
-                before=row.before,
-                after=row.after,
-                timestamp=now,
-            )
-            for row in cascaded
-        )
+        rows.extend(_cascaded_rows(actor, cascaded, now))
         write_audit_rows(session, rows)
+
+    def _audit_cascaded(self, session: Session, actor: str, cascaded: list[Dependant]) -> None:
+        if self.enable_auditing and cascaded:
+            write_audit_rows(session, _cascaded_rows(actor, cascaded, utcnow()))
+
+
+def _cascaded_rows(
+    actor: str, cascaded: Sequence[Dependant], now: datetime
+) -> list[dict[str, Any]]:
+    """The audit rows of the rows a write took with it, each under its table's component."""
+    return [
+        audit_row(
+            component=component_of(row.table.name),
+            operation=row.operation,
+            record_id=row.key,
+            actor=actor,
+            before=row.before,
+            after=row.after,
+            timestamp=now,
+        )
+        for row in cascaded
+    ]

@@ -27,10 +27,13 @@ from sqlmodel import SQLModel
 
 from storage.auditor import to_json_safe
 
-__all__ = ["Dependant", "dependants"]
+__all__ = ["Dependant", "component_of", "dependants", "orm_effects", "register_component"]
 
 _CHUNK = 500
 _REFERENCES: dict[tuple[str, int, int], list[tuple[ForeignKey, str]]] = {}
+# The component of each table an accessor was made for (the latest one), which the audit rows
+# of rows a delete takes with it are filed under; a table without one goes by its name.
+_COMPONENTS: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -38,10 +41,21 @@ class Dependant:
     """A row a delete changes besides the rows it names: removed, or its key set to NULL."""
 
     table: Table
-    operation: Literal["delete", "update"]
+    operation: Literal["delete", "update", "soft_delete", "restore"]
     key: Any
     before: dict[str, Any]
     after: dict[str, Any] | None
+
+
+def register_component(table: str, component: str) -> None:
+    """File the audit rows of ``table``'s rows that other writes take with them under
+    ``component`` (the accessor made last for the table wins)."""
+    _COMPONENTS[table] = component
+
+
+def component_of(table: str) -> str:
+    """The component the audit rows of ``table``'s dependant rows are filed under."""
+    return _COMPONENTS.get(table, table)
 
 
 def dependants(session: Session, table: Table, keys: Sequence[Any]) -> list[Dependant]:
@@ -89,7 +103,7 @@ def _references(parent: Table) -> list[tuple[ForeignKey, str]]:
 
 
 def _search(parent: Table) -> Iterator[tuple[ForeignKey, str]]:
-    orm = _orm_effects(parent)
+    orm = orm_effects(parent)
     for child in SQLModel.metadata.tables.values():
         if _key_column(child) is None:
             continue
@@ -109,7 +123,7 @@ def _database_effect(ondelete: str | None) -> str | None:
     return "update" if rule == "SET NULL" else None
 
 
-def _orm_effects(parent: Table) -> dict[Column[Any], str]:
+def orm_effects(parent: Table) -> dict[Column[Any], str]:
     """What the ORM does to the children of a deleted ``parent`` instance, by their column."""
     model = next(
         (mapper for mapper in SQLModel._sa_registry.mappers if mapper.local_table is parent),

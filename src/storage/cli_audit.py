@@ -26,6 +26,7 @@ from storage.cli_common import (
     progress,
 )
 from storage.migrations import MigrationPlan, apply_sqlmodel_migrations, plan_sqlmodel_migrations
+from storage.uniqueness import make_unique_live
 
 __all__ = ["audit_command", "migrate_app"]
 
@@ -99,6 +100,26 @@ def migrate_apply(
         progress(f"applied: {step}")
     if plan.is_empty:
         progress("the database matches the models")
+
+
+@migrate_app.command("live-unique")
+def migrate_live_unique(
+    db_url: OptionalUrl = None,
+    app: AppOption = None,
+    models: ModelsOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Let soft-deleted rows free their unique values in a database made before: plain unique
+    constraints of soft-delete tables become unique indexes over live rows (PostgreSQL, SQLite;
+    nothing to do on MariaDB). Run it with the app stopped."""
+    _prepare(db_url, app, models)
+    done = make_unique_live()
+    if as_json:
+        emit_json({"done": done})
+    for line in done:
+        progress(line)
+    if not done:
+        progress("nothing to change")
 
 
 def _entry(row: AuditLog | changes.ChangeEvent) -> dict[str, Any]:

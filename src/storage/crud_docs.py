@@ -29,7 +29,13 @@ ROUTES: dict[str, tuple[str, str, str, str, tuple[int, ...]]] = {
         "Change fields of one of {}",
         (400, 404, 409, 412),
     ),
-    "delete_record": ("DELETE", "/{id}", "delete_{one}", "Delete one of {}", (400, 404, 412)),
+    "delete_record": (
+        "DELETE",
+        "/{id}",
+        "delete_{one}",
+        "Delete one of {}",
+        (400, 404, 409, 412),
+    ),
     "restore_record": (
         "POST",
         "/{id}/restore",
@@ -81,6 +87,7 @@ ERRORS: dict[int, str] = {
     304: "Not modified: the record still has an ETag named in If-None-Match",
     400: "The X-User header is missing",
     404: "No such record (or it is soft-deleted)",
-    409: "Conflict: the record limit, a unique or foreign key, or a soft-deleted record",
+    409: "Conflict: the record limit, a unique or foreign key, a soft-deleted record or parent, "
+    "or live children",
     412: "Precondition failed: the record changed since the ETag in If-Match",
 }

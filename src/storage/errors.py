@@ -9,6 +9,9 @@ The tree::
     │   ├── IntegrityConflictError   (unique, foreign-key, not-null or check constraint) [1]
     │   ├── SoftDeleteNotSupported   (restoring a model without ``deleted_at`` over HTTP)
     │   ├── RecordDeletedError       (PUT of a soft-deleted record)
+    │   ├── LiveChildrenError        (soft delete refused: live rows still refer to the row)
+    │   ├── DeletedParentError       (a live row may not refer to a soft-deleted one)
+    │   ├── RestoreConflictError     (a live row took a unique value of the row to restore)
     │   └── RecordLimitError         (a model's row cap is reached)
     ├── PreconditionFailedError (a stale ``If-Match`` version)
     ├── ValidationError
@@ -52,8 +55,10 @@ __all__ = [
     "ConflictError",
     "DatabaseBusyError",
     "DatabaseUnavailableError",
+    "DeletedParentError",
     "DriverError",
     "IntegrityConflictError",
+    "LiveChildrenError",
     "MigrationError",
     "MigrationExecutionError",
     "MissingColumnError",
@@ -64,6 +69,7 @@ __all__ = [
     "PreconditionFailedError",
     "RecordDeletedError",
     "RecordLimitError",
+    "RestoreConflictError",
     "RestoreError",
     "SchemaDriftError",
     "SoftDeleteNotSupported",
@@ -146,6 +152,19 @@ class SoftDeleteNotSupported(ConflictError):
 
 class RecordDeletedError(ConflictError):
     """The record is soft-deleted; restore it before changing it."""
+
+
+class LiveChildrenError(ConflictError):
+    """A relation with the ``refuse`` soft-delete policy still has live rows referring to the
+    row to soft-delete (see :mod:`storage.relations`)."""
+
+
+class DeletedParentError(ConflictError):
+    """A live row would refer to a soft-deleted one (created, moved or restored under it)."""
+
+
+class RestoreConflictError(ConflictError):
+    """A live row took a unique value of the soft-deleted row to restore meanwhile."""
 
 
 class RecordLimitError(ConflictError):

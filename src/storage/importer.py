@@ -9,10 +9,13 @@ children, so any error leaves the database as it was. Modes:
 - ``upsert``: rows whose key exists are updated (only the columns in the file), others added.
 - ``replace``: the imported tables are emptied first, then the rows are added.
 
-A missing autoincrement key (``\\N`` or empty) is assigned by the database. Each imported table
-gets an audit row (component ``database``, operation ``import``, record id the table name),
-and listeners of :func:`storage.changes.on_database_restored` are told afterwards, since rows
-changed without passing through accessors.
+Soft-delete policies (:mod:`storage.relations`) apply: a live row under a deleted parent is
+refused (``refuse``, ``cascade``), and the live children of rows the file marks deleted are
+soft-deleted with them or refuse the import. A missing autoincrement key (``\\N`` or empty)
+is assigned by the database. Each imported table gets an audit row (component ``database``,
+operation ``import``, record id the table name), and listeners of
+:func:`storage.changes.on_database_restored` are told afterwards, since rows changed without
+passing through accessors.
 """
 
 from __future__ import annotations
@@ -30,13 +33,17 @@ from typing import IO, Any, Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, select, tuple_, update
 from sqlalchemy import exc as sa_exc
-from sqlmodel import SQLModel
+from sqlmodel import Session, SQLModel
 
 from storage import changes, database
 from storage.auditor import audit_row, write_audit_rows
 from storage.backup import BATCH_SIZE, reset_sequences
+from storage.cascades import component_of
 from storage.csvformat import ColumnCodec, show_value
 from storage.errors import ConflictError, ValidationError, translate
+from storage.relations import children_of
+from storage.rows import SOFT_DELETE_COLUMN
+from storage.softdelete import Cascade, check_parents
 from storage.uploads import BoundedText, ImportLimits
 
 __all__ = ["IMPORTABLE", "ImportMode", "ImportSummary", "import_upload", "importable"]
@@ -136,10 +143,14 @@ def import_upload(
                 if mode == "replace":
                     for target in reversed(sources):
                         connection.execute(delete(target))
+                deleted: dict[Table, list[dict[str, Any]]] = {}
                 for target, opener in sources.items():
                     with opener() as raw:
-                        counts[target.name] = _import_table(connection, target, raw, mode, bounded)
+                        counts[target.name] = _import_table(
+                            session, target, raw, mode, bounded, deleted
+                        )
                 audits = [_audit(name, rows, mode, actor) for name, rows in counts.items()]
+                audits += _cascade(session, deleted, actor)
                 write_audit_rows(session, audits)
                 if dry_run:
                     raise _DryRun
@@ -149,6 +160,28 @@ def import_upload(
     if not dry_run:
         changes.notify_database_restored()
     return ImportSummary(mode=mode, dry_run=dry_run, tables=counts, skipped=sorted(skipped))
+
+
+def _cascade(
+    session: Session, deleted: dict[Table, list[dict[str, Any]]], actor: str
+) -> list[dict[str, Any]]:
+    """Apply the soft-delete policies to the rows the file marks deleted (the children of
+    each, see storage.relations), once every table is written; their audit rows."""
+    audits = []
+    for table, rows in deleted.items():
+        moments = [row[SOFT_DELETE_COLUMN] for row in rows]
+        for taken in Cascade(session, table, rows, moments).apply():
+            audits.append(
+                audit_row(
+                    component=component_of(taken.table.name),
+                    operation=taken.operation,
+                    record_id=taken.key,
+                    actor=actor,
+                    before=taken.before,
+                    after=taken.after,
+                )
+            )
+    return audits
 
 
 def _audit(table: str, rows: int, mode: str, actor: str) -> dict[str, Any]:
@@ -219,8 +252,14 @@ def importable(table: Table) -> bool:
 
 
 def _import_table(
-    connection: Connection, table: Table, raw: IO[bytes], mode: str, bounded: BoundedText
+    session: Session,
+    table: Table,
+    raw: IO[bytes],
+    mode: str,
+    bounded: BoundedText,
+    deleted: dict[Table, list[dict[str, Any]]],
 ) -> int:
+    connection = session.connection()
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
     reader = csv.reader(bounded.lines(text, f"table {table.name}"))
     count = 0
@@ -231,6 +270,7 @@ def _import_table(
         codecs = _header_codecs(table, header, connection.dialect.name)
         for batch in _batches(table, reader, codecs, bounded):
             _write_batch(connection, table, batch, mode)
+            _check_soft_delete(session, table, batch, deleted)
             count += len(batch)
     except csv.Error as exc:
         raise ValidationError(f"table {table.name}, line {reader.line_num}: {exc}") from None
@@ -316,6 +356,21 @@ def _write_batch(
             error = ValidationError("the database rejected a value")
         where = f"table {table.name}, rows {batch[0][0]}-{batch[-1][0]}"
         raise type(error)(f"{where}: {error}") from exc
+
+
+def _check_soft_delete(
+    session: Session,
+    table: Table,
+    batch: list[tuple[int, dict[str, Any]]],
+    deleted: dict[Table, list[dict[str, Any]]],
+) -> None:
+    # Live rows may not refer to deleted parents where the relation refuses or cascades ("leave"
+    # makes such rows, so an export of them imports); rows marked deleted are kept for _cascade.
+    rows = [{table.c[key].name: value for key, value in row.items()} for _, row in batch]
+    check_parents(session, table, rows, policies=("refuse", "cascade"))
+    if SOFT_DELETE_COLUMN in table.c and children_of(table):
+        marked = [row for row in rows if row.get(SOFT_DELETE_COLUMN) is not None]
+        deleted.setdefault(table, []).extend(marked)
 
 
 def _existing_keys(

@@ -29,7 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.params import Depends
 from pydantic import BaseModel, TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
-from sqlalchemy import UniqueConstraint, select
+from sqlalchemy import select
 from sqlmodel import Session
 
 from storage import database
@@ -51,6 +51,7 @@ from storage.openapi import resource_names
 from storage.query import ModelQuery
 from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
 from storage.streams import add_change_stream, feed_lifespan
+from storage.uniqueness import unique_sets
 
 __all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "LIST_PARAMETERS", "build_crud_router", "get_actor"]
 
@@ -339,19 +340,23 @@ class _CrudRoutes:
     # -- helpers ---------------------------------------------------------------------------
 
     def _held_by_deleted(self, obj: Any) -> ConflictError | None:
-        """The 409 that says which soft-deleted record holds a unique value ``obj`` repeats."""
+        """The 409 that says which soft-deleted record holds a unique value ``obj`` repeats
+        (where deleted rows keep their values: MariaDB, or a database not migrated)."""
         if not self.accessor.soft_delete:
             return None
         table = self.accessor.model.__table__
         key_column = table.c[self.accessor.primary_key]
-        for columns in _unique_columns(table):
+        deleted_at = table.c[SOFT_DELETE_FIELD]
+        for columns in unique_sets(table):
             values = [getattr(obj, column.name) for column in columns]
             if any(value is None for value in values):
                 continue
             same = [column == value for column, value in zip(columns, values, strict=True)]
-            deleted = table.c[SOFT_DELETE_FIELD].is_not(None)
             with database.read_session() as session:
-                key = session.scalar(select(key_column).where(deleted, *same).limit(1))
+                holders = session.execute(select(key_column, deleted_at).where(*same)).all()
+            if any(deleted is None for _, deleted in holders):
+                continue  # a live row holds it: the plain 409 says so
+            key = holders[0][0] if holders else None
             if key is not None:
                 names = ", ".join(column.name for column in columns)
                 return ConflictError(
@@ -488,16 +493,6 @@ def _request_error(exc: PydanticValidationError, *where: str) -> RequestValidati
 def _to_json(value: Any) -> bytes:
     # A NaN stored by Python code is sent as null: JSON has no NaN.
     return pydantic_core.to_json(value, inf_nan_mode="null")
-
-
-def _unique_columns(table: Any) -> Iterator[list[Any]]:
-    """The column sets of ``table``'s unique constraints and unique indexes."""
-    for constraint in table.constraints:
-        if isinstance(constraint, UniqueConstraint):
-            yield list(constraint.columns)
-    for index in table.indexes:
-        if index.unique:
-            yield list(index.columns)
 
 
 @contextmanager

@@ -45,6 +45,7 @@ class RowShape:
         self.primary_key: str = mapper.get_property_by_column(self.pk_column).key
         self.columns: tuple[str, ...] = tuple(attr.key for attr in mapper.column_attrs)
         self.soft_delete: bool = SOFT_DELETE_COLUMN in self.columns
+        self._names = tuple((attr.key, attr.columns[0].name) for attr in mapper.column_attrs)
         self._deleted_at = table.c[SOFT_DELETE_COLUMN] if self.soft_delete else None
         # Built once: the read by key is a hot path (GET /{component}/{id}).
         self.select_by_key: Select[Any] = select(
@@ -77,6 +78,10 @@ class RowShape:
             name: to_json_safe(values[name] if name in values else getattr(obj, name))
             for name in self.columns
         }
+
+    def row(self, obj: Any) -> dict[str, Any]:
+        """The instance's column values by column name, as Core statements read rows."""
+        return {name: getattr(obj, key) for key, name in self._names}
 
     def committed_snapshot(self, obj: Any) -> dict[str, Any]:
         """The row as the database has it, even when the caller changed the loaded instance."""

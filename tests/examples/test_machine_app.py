@@ -60,8 +60,10 @@ def test_cells_machines_and_tools(client: TestClient) -> None:
 
     assert client.delete(f"/workcells/{cell_id}", headers=ADMIN).status_code == 204
     assert client.get(f"/workcells/{cell_id}").status_code == 404
+    assert client.get("/machines/").json() == []  # its machines went with it
     assert client.post(f"/workcells/{cell_id}/restore", headers=ADMIN).status_code == 200
     assert client.get(f"/workcells/{cell_id}").json()["name"] == "Cell A"
+    assert [m["serial"] for m in client.get("/machines/").json()] == ["UR10E-001"]
 
     audit = client.get("/db/audit", params={"component": "workcells"}).json()
     assert [row["operation"] for row in audit] == ["restore", "soft_delete", "create"]

@@ -15,7 +15,7 @@ from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.http import RouteAuth
 from storage.router_model import build_crud_router
-from support.models import Badge, Cell, Clamp, Line, Rack, Robot, Slot, Station, Tag, User
+from support.models import Badge, Cell, Clamp, Line, Rack, Robot, Slot, Station, User
 from support.testclient import TestClient
 
 # No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.
@@ -124,21 +124,3 @@ def test_purge_over_http_is_an_admin_route(backend: str) -> None:
     assert client.delete(url, headers=admin).status_code == 204
     assert client.delete(url, headers=admin).status_code == 404
     assert client.get(f"/users/{user['id']}?include_deleted=true").status_code == 404
-
-
-def test_a_deleted_row_holding_a_unique_value_is_named_in_the_409(backend: str) -> None:
-    app = FastAPI()
-    app.include_router(build_crud_router(ModelAccessor(Tag, "tags")))
-    client, ops = TestClient(app), {"X-User": "ops"}
-    tag = client.post("/tags/", json={"code": "A-1"}, headers=ops).json()
-    assert client.delete(f"/tags/{tag['id']}", headers=ops).status_code == 204
-    again = client.post("/tags/", json={"code": "A-1"}, headers=ops)
-    assert again.status_code == 409
-    assert again.json()["detail"] == (
-        f"tags {tag['id']} is deleted but still holds this code: restore it (POST .../restore) "
-        "or purge it (DELETE .../purge) first"
-    )
-    assert client.delete(f"/tags/{tag['id']}/purge", headers=ops).status_code == 204
-    assert client.post("/tags/", json={"code": "A-1"}, headers=ops).status_code == 201
-    taken = client.post("/tags/", json={"code": "A-1"}, headers=ops)  # by a live row
-    assert taken.status_code == 409 and "deleted" not in taken.json()["detail"]

@@ -176,3 +176,48 @@ class Reading(SQLModel, table=True):
     color: Color | None = None
     data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     blob: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
+
+
+# -- soft delete across relations (tests/storage/test_softdelete.py) ------------------------
+
+
+class Site(SQLModel, table=True):
+    """A soft-delete parent with a unique name."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50, unique=True)
+    deleted_at: datetime | None = None
+
+
+class Bay(SQLModel, table=True):
+    """ON DELETE CASCADE and deleted_at: soft-deleted with its site (policy ``cascade``)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=20, unique=True)
+    site_id: int | None = _reference("site.id", "CASCADE", nullable=False)
+    deleted_at: datetime | None = None
+
+
+class Fixture(SQLModel, table=True):
+    """A grandchild of the site: cascades from its bay."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    bay_id: int | None = _reference("bay.id", "CASCADE", nullable=False)
+    deleted_at: datetime | None = None
+
+
+class Permit(SQLModel, table=True):
+    """A plain foreign key, no deleted_at: the site is not soft-deleted while it has one."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int | None = Field(default=None, foreign_key="site.id")
+
+
+class Visit(SQLModel, table=True):
+    """Policy ``leave``, set in the column's info: visits stay when their site goes."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    site_id: int | None = Field(
+        default=None, foreign_key="site.id", sa_column_kwargs={"info": {"soft_delete": "leave"}}
+    )
+    deleted_at: datetime | None = None
