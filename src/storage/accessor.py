@@ -487,9 +487,8 @@ class ModelAccessor(HookDecorators[ModelT]):
                 setattr(obj, SOFT_DELETE_COLUMN, now)
             session.flush()
             afters: list[dict[str, Any] | None] = [self._shape.snapshot(obj) for obj in objs]
-            self._audit(session, actor, "soft_delete", objs, befores, afters)
-            if cascade is not None:
-                self._audit_cascaded(session, actor, cascade.apply(now))
+            cascaded = cascade.apply(now) if cascade is not None else []
+            self._audit(session, actor, "soft_delete", objs, befores, afters, cascaded)
         else:
             self._remove_rows(session, objs, actor, "delete")
         self.hooks.emit_each("after_delete", session=session, instances=objs)
