@@ -49,7 +49,8 @@ from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, 
 from storage.limits import RecordCap
 from storage.openapi import resource_names
 from storage.query import ModelQuery
-from storage.schemas import SOFT_DELETE_FIELD, CrudSchemas, crud_schemas
+from storage.rows import SOFT_DELETE_COLUMN
+from storage.schemas import CrudSchemas, crud_schemas
 from storage.streams import add_change_stream, feed_lifespan
 from storage.uniqueness import unique_sets
 
@@ -282,7 +283,7 @@ class _CrudRoutes:
                 obj = self._insert(session, self._new_record(key, fields), actor)
                 return self._respond(obj, 201, self._location(request, obj, at_collection=False))
             self._check_preconditions(existing, if_match_header, if_none_match_header)
-            if getattr(existing, SOFT_DELETE_FIELD, None) is not None:
+            if getattr(existing, SOFT_DELETE_COLUMN, None) is not None:
                 raise RecordDeletedError(f"{self.accessor.component} {id} is deleted; restore it")
             updated = self._update(session, key, fields, actor)
         return self._respond(updated)
@@ -316,7 +317,7 @@ class _CrudRoutes:
         key = self._key(id)
         with _hook_errors(), database.transaction(savepoints=False):
             current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
-            if getattr(current, SOFT_DELETE_FIELD) is None:
+            if getattr(current, SOFT_DELETE_COLUMN) is None:
                 raise ConflictError(
                     f"{self.accessor.component} {id} is not deleted; delete it first"
                 )
@@ -331,7 +332,7 @@ class _CrudRoutes:
         with _hook_errors(), self.cap.transaction(savepoints=False) as session:
             current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
             self._check_preconditions(current, if_match_header, None)
-            if getattr(current, SOFT_DELETE_FIELD) is not None:
+            if getattr(current, SOFT_DELETE_COLUMN) is not None:
                 self.cap.check()  # a restored row counts again
             self.accessor.restore(key, actor=actor)
             session.refresh(current)
@@ -346,7 +347,7 @@ class _CrudRoutes:
             return None
         table = self.accessor.model.__table__
         key_column = table.c[self.accessor.primary_key]
-        deleted_at = table.c[SOFT_DELETE_FIELD]
+        deleted_at = table.c[SOFT_DELETE_COLUMN]
         for columns in unique_sets(table):
             values = [getattr(obj, column.name) for column in columns]
             if any(value is None for value in values):

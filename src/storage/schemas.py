@@ -47,6 +47,7 @@ from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
 from storage.auditor import as_utc
+from storage.rows import SOFT_DELETE_COLUMN
 
 __all__ = [
     "CrudSchemas",
@@ -56,7 +57,6 @@ __all__ = [
     "strip_optional",
 ]
 
-SOFT_DELETE_FIELD = "deleted_at"
 _STRICT_SCALARS: tuple[type, ...] = (bool, int, float, str)
 _BODY_CONFIG = ConfigDict(extra="forbid", allow_inf_nan=False, protected_namespaces=())
 
@@ -95,7 +95,7 @@ def _derive(model: type[SQLModel], primary_key: str, read_only: frozenset[str]) 
     if unknown:
         raise ValueError(f"{model.__name__} has no column {unknown[0]!r} to make read-only")
     fields = model.model_fields
-    managed = tuple(n for n in columns if n == SOFT_DELETE_FIELD or n in read_only)
+    managed = tuple(n for n in columns if n == SOFT_DELETE_COLUMN or n in read_only)
     writable = tuple(n for n in columns if n != primary_key and n not in managed)
     key_is_generated = not fields[primary_key].is_required()
 
