@@ -36,9 +36,10 @@ from sqlmodel import SQLModel
 from storage import chain, changes, database
 from storage.auditor import AUDIT_TABLE, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
-from storage.errors import PayloadTooLargeError, RestoreError, translate
+from storage.errors import PayloadTooLargeError, RestoreError, StorageError, translate
+from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.processes import is_running
-from storage.snapshots import SQLITE_HEADER, check_snapshot, open_snapshot_file
+from storage.snapshots import SQLITE_HEADER, check_file, check_snapshot, open_snapshot_file
 from storage.verification import verify_chain_on
 
 __all__ = [
@@ -63,6 +64,9 @@ class RestoreSummary(BaseModel):
     dry_run: bool
     bytes: int
     tables: dict[str, int]
+    upgraded: list[str] = []
+    """What the backup lacked of the app's tables and was added to the restored copy (tables,
+    nullable or defaulted columns, indexes): a backup from an older version of the app."""
 
 
 def restore_upload(
@@ -94,8 +98,11 @@ def restore_upload(
         path = Path(tmp) / "upload.sqlite"
         size = save_upload(upload, path, max_bytes=max_bytes)
         metadata = metadata if metadata is not None else SQLModel.metadata
+        upgraded = upgrade_snapshot(path, metadata)
         tables = check_snapshot(path, integrity_check=integrity_check, metadata=metadata)
-        summary = RestoreSummary(restored=not dry_run, dry_run=dry_run, bytes=size, tables=tables)
+        summary = RestoreSummary(
+            restored=not dry_run, dry_run=dry_run, bytes=size, tables=tables, upgraded=upgraded
+        )
         if not dry_run:
             record = audit_row(
                 component="database",
@@ -154,6 +161,35 @@ def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) 
                 )
             target.write(chunk)
     return size
+
+
+def upgrade_snapshot(path: Path, metadata: MetaData) -> list[str]:
+    """Bring a backup from an older version of the app up to its tables, in the uploaded copy:
+    the additive steps auto-migration would take (a new table, a nullable or defaulted column,
+    an index). Returns the steps taken, logged; nothing when the file is not a sound SQLite
+    file, holds objects the app does not define (triggers, views, other tables or indexes), or
+    needs more than additive steps (the check that follows refuses it then, with its reason)."""
+    try:
+        sound = check_file(path, metadata)
+    except RestoreError:
+        return []
+    if not sound:
+        return []
+    engine = sqlite_file_engine(path)
+    try:
+        plan = plan_sqlmodel_migrations(metadata, engine=engine)
+        if plan.is_empty or plan.problems:
+            return []
+        try:
+            apply_sqlmodel_migrations(metadata, engine=engine)
+        except StorageError as exc:
+            message = f"the backup cannot be brought up to this app's tables: {exc}"
+            raise RestoreError(message) from exc
+    finally:
+        engine.dispose()
+    steps = [str(step) for step in plan.steps]
+    logger.info("restore: the backup was brought up to this app's tables: %s", "; ".join(steps))
+    return steps
 
 
 def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:

@@ -19,7 +19,7 @@ from sqlmodel import SQLModel
 
 from storage.errors import RestoreError
 
-__all__ = ["SQLITE_HEADER", "check_snapshot", "open_snapshot_file", "quote"]
+__all__ = ["SQLITE_HEADER", "check_file", "check_snapshot", "open_snapshot_file", "quote"]
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -45,10 +45,7 @@ def check_snapshot(
     try:
         # quick_check reads every page too, without checking indexes against tables: even
         # without integrity_check a corrupt file never reaches the live database.
-        check = "integrity_check" if integrity_check else "quick_check"
-        problems = [row[0] for row in connection.execute(f"PRAGMA {check}")]
-        if problems != ["ok"]:
-            raise RestoreError(f"the SQLite file is corrupt: {'; '.join(problems[:5])}")
+        _check_pages(connection, "integrity_check" if integrity_check else "quick_check")
         metadata = metadata if metadata is not None else SQLModel.metadata
         _check_schema(connection, metadata)
         return {table.name: _count(connection, table.name) for table in metadata.sorted_tables}
@@ -56,6 +53,50 @@ def check_snapshot(
         raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
     finally:
         connection.close()
+
+
+def check_file(path: Path, metadata: MetaData) -> bool:
+    """Whether ``path`` is a readable SQLite file (``quick_check``) that holds only tables and
+    indexes the app defines (no trigger, no view), so that the app's own DDL may run on it.
+
+    Raises:
+        RestoreError: it is not SQLite, is truncated or corrupt.
+    """
+    _check_header(path)
+    try:
+        connection = open_snapshot_file(path)
+    except sqlite3.DatabaseError as exc:
+        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
+    try:
+        _check_pages(connection, "quick_check")
+        return not _objects(connection, _expected_schema(metadata))[1]
+    except sqlite3.DatabaseError as exc:
+        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
+    finally:
+        connection.close()
+
+
+def _objects(
+    connection: sqlite3.Connection, expected: _Schema
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The file's (type, name) objects, and those the app does not define (code included)."""
+    objects = connection.execute(
+        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+    ).fetchall()
+    foreign = sorted(
+        f"{kind} {name}"
+        for kind, name in objects
+        if kind in ("trigger", "view")
+        or (kind == "table" and name not in expected.tables)
+        or (kind == "index" and name not in expected.indexes)
+    )
+    return objects, foreign
+
+
+def _check_pages(connection: sqlite3.Connection, check: str) -> None:
+    problems = [row[0] for row in connection.execute(f"PRAGMA {check}")]
+    if problems != ["ok"]:
+        raise RestoreError(f"the SQLite file is corrupt: {'; '.join(problems[:5])}")
 
 
 def _count(connection: sqlite3.Connection, table: str) -> int:
@@ -100,16 +141,7 @@ def open_snapshot_file(path: Path) -> sqlite3.Connection:
 def _check_schema(connection: sqlite3.Connection, metadata: MetaData) -> None:
     """Refuse a file whose schema is not the app's: data is restored, never code."""
     expected = _expected_schema(metadata)
-    objects = connection.execute(
-        "SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
-    ).fetchall()
-    foreign = sorted(
-        f"{kind} {name}"
-        for kind, name in objects
-        if kind in ("trigger", "view")
-        or (kind == "table" and name not in expected.tables)
-        or (kind == "index" and name not in expected.indexes)
-    )
+    objects, foreign = _objects(connection, expected)
     if foreign:
         shown = ", ".join(foreign[:10]) + (
             f" and {len(foreign) - 10} more" if len(foreign) > 10 else ""
