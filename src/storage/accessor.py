@@ -14,7 +14,7 @@ from sqlmodel import Session, SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
-from storage.cascades import Dependant, component_of, dependants, register_component
+from storage.cascades import Dependant, audit_rows_of, dependants, register_component
 from storage.constraints import FOREIGN_KEY, BrokenConstraint
 from storage.errors import DatabaseBusyError, IntegrityConflictError, translate_driver_errors
 from storage.hooks import HookDecorators, HookRegistry
@@ -423,7 +423,7 @@ class ModelAccessor(HookDecorators[ModelT]):
                 raise
             named = BrokenConstraint(FOREIGN_KEY, column)
             error = IntegrityConflictError(str(named), exc.statement, exc.params, exc.orig)
-            error.constraint = named
+            error.named = named
             raise error from exc
 
     @contextmanager
@@ -533,27 +533,9 @@ class ModelAccessor(HookDecorators[ModelT]):
             for obj, before, after in zip(objs, befores, afters, strict=True)
         ]
         # One write for the rows and what the delete took with them: one turn at the chain.
-        rows.extend(_cascaded_rows(actor, cascaded, now))
+        rows.extend(audit_rows_of(cascaded, actor, now))
         write_audit_rows(session, rows)
 
     def _audit_cascaded(self, session: Session, actor: str, cascaded: list[Dependant]) -> None:
         if self.enable_auditing and cascaded:
-            write_audit_rows(session, _cascaded_rows(actor, cascaded, utcnow()))
-
-
-def _cascaded_rows(
-    actor: str, cascaded: Sequence[Dependant], now: datetime
-) -> list[dict[str, Any]]:
-    """The audit rows of the rows a write took with it, each under its table's component."""
-    return [
-        audit_row(
-            component=component_of(row.table.name),
-            operation=row.operation,
-            record_id=row.key,
-            actor=actor,
-            before=row.before,
-            after=row.after,
-            timestamp=now,
-        )
-        for row in cascaded
-    ]
+            write_audit_rows(session, audit_rows_of(cascaded, actor, utcnow()))

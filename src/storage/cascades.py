@@ -19,15 +19,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import Column, ForeignKey, Table, inspect, select
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
-from storage.auditor import to_json_safe
+from storage.auditor import audit_row, to_json_safe
 
-__all__ = ["Dependant", "component_of", "dependants", "orm_effects", "register_component"]
+__all__ = [
+    "Dependant",
+    "audit_rows_of",
+    "component_of",
+    "dependants",
+    "orm_effects",
+    "register_component",
+]
 
 _CHUNK = 500
 _REFERENCES: dict[tuple[str, int, int], list[tuple[ForeignKey, str]]] = {}
@@ -155,3 +163,22 @@ def _rows(session: Session, column: Column[Any], keys: list[Any]) -> Iterator[di
         statement = select(table).where(column.in_(chunk))
         for row in session.execute(statement).mappings():
             yield dict(row)
+
+
+def audit_rows_of(
+    taken: Sequence[Dependant], actor: str, now: datetime | None = None
+) -> list[dict[str, Any]]:
+    """The audit rows of the rows a write took with it, each filed under its table's
+    component (see :func:`component_of`)."""
+    return [
+        audit_row(
+            component=component_of(row.table.name),
+            operation=row.operation,
+            record_id=row.key,
+            actor=actor,
+            before=row.before,
+            after=row.after,
+            timestamp=now,
+        )
+        for row in taken
+    ]

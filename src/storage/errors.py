@@ -47,7 +47,7 @@ from typing import Any
 
 from sqlalchemy import exc as sa_exc
 
-from storage.constraints import broken_constraint
+from storage.constraints import BrokenConstraint, broken_constraint
 
 __all__ = [
     "ColumnValueError",
@@ -135,15 +135,13 @@ class IntegrityConflictError(_FromSQLAlchemy, ConflictError, sa_exc.IntegrityErr
     when the database gives one (:class:`storage.constraints.BrokenConstraint`).
     """
 
-    def __init__(
-        self,
-        message: str,
-        statement: str | None = None,
-        params: Any = None,
-        orig: Exception | None = None,
-    ) -> None:
-        super().__init__(message, statement, params, orig)
-        self.constraint = broken_constraint(orig)
+    named: BrokenConstraint | None = None
+    """The constraint as the library found it where the database does not name it."""
+
+    @property
+    def constraint(self) -> BrokenConstraint | None:
+        """The broken constraint: its kind, and its name when known."""
+        return self.named or broken_constraint(self.orig)
 
 
 class SoftDeleteNotSupported(ConflictError):

@@ -38,7 +38,7 @@ from sqlmodel import Session, SQLModel
 from storage import changes, database
 from storage.auditor import audit_row, write_audit_rows
 from storage.backup import BATCH_SIZE, reset_sequences
-from storage.cascades import component_of
+from storage.cascades import audit_rows_of
 from storage.csvformat import ColumnCodec, show_value
 from storage.errors import ConflictError, ValidationError, translate
 from storage.relations import children_of
@@ -170,17 +170,7 @@ def _cascade(
     audits = []
     for table, rows in deleted.items():
         moments = [row[SOFT_DELETE_COLUMN] for row in rows]
-        for taken in Cascade(session, table, rows, moments).apply():
-            audits.append(
-                audit_row(
-                    component=component_of(taken.table.name),
-                    operation=taken.operation,
-                    record_id=taken.key,
-                    actor=actor,
-                    before=taken.before,
-                    after=taken.after,
-                )
-            )
+        audits += audit_rows_of(Cascade(session, table, rows, moments).apply(), actor)
     return audits
 
 

@@ -10,6 +10,8 @@ number columns, invalid JSON). The file is opened with ``trusted_schema`` off.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,22 +39,13 @@ def check_snapshot(
     Raises:
         RestoreError: it is not SQLite, is truncated or corrupt, or lacks tables or columns.
     """
-    _check_header(path)
-    try:
-        connection = open_snapshot_file(path)
-    except sqlite3.DatabaseError as exc:
-        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
-    try:
+    with _checked_file(path) as connection:
         # quick_check reads every page too, without checking indexes against tables: even
         # without integrity_check a corrupt file never reaches the live database.
         _check_pages(connection, "integrity_check" if integrity_check else "quick_check")
         metadata = metadata if metadata is not None else SQLModel.metadata
         _check_schema(connection, metadata)
         return {table.name: _count(connection, table.name) for table in metadata.sorted_tables}
-    except sqlite3.DatabaseError as exc:
-        raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
-    finally:
-        connection.close()
 
 
 def check_file(path: Path, metadata: MetaData) -> bool:
@@ -62,14 +55,22 @@ def check_file(path: Path, metadata: MetaData) -> bool:
     Raises:
         RestoreError: it is not SQLite, is truncated or corrupt.
     """
+    with _checked_file(path) as connection:
+        _check_pages(connection, "quick_check")
+        return not _objects(connection, _expected_schema(metadata))[1]
+
+
+@contextmanager
+def _checked_file(path: Path) -> Iterator[sqlite3.Connection]:
+    """The file, checked for a SQLite header and opened as :func:`open_snapshot_file` does;
+    a read error in the block is a :class:`RestoreError`."""
     _check_header(path)
     try:
         connection = open_snapshot_file(path)
     except sqlite3.DatabaseError as exc:
         raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
     try:
-        _check_pages(connection, "quick_check")
-        return not _objects(connection, _expected_schema(metadata))[1]
+        yield connection
     except sqlite3.DatabaseError as exc:
         raise RestoreError(f"the SQLite file cannot be read ({exc})") from exc
     finally:

@@ -4,28 +4,20 @@ exists does."""
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 from storage import database
 from storage.accessor import ModelAccessor
+from support.docs import python_blocks, run_example
 from support.servers import ROOT
 
 DOC = (ROOT / "docs" / "compatibility.md").read_text()
 
 
 def test_the_switching_example_runs_unchanged(tmp_path: Path) -> None:
-    (example,) = re.findall(r"```python\n(.*?)```", DOC, flags=re.S)
-    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    run = subprocess.run(
-        [sys.executable, "-c", example],
-        cwd=tmp_path,  # its database is ./my_app.db
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    (example,) = python_blocks(DOC)
+    run = run_example(example, tmp_path)  # its database is ./my_app.db
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "committed: ['create']",

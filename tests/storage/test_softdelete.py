@@ -5,10 +5,6 @@ SQLite, PostgreSQL and MariaDB."""
 from __future__ import annotations
 
 import io
-import os
-import re
-import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +20,7 @@ from storage.errors import DeletedParentError, LiveChildrenError
 from storage.importer import import_upload
 from storage.relations import SOFT_DELETE_POLICY, children_of, policy_of
 from storage.router_model import build_crud_router
+from support.docs import python_blocks, run_example
 from support.models import Bay, Fixture, Permit, Site, Visit
 from support.servers import ROOT
 from support.testclient import TestClient
@@ -251,14 +248,7 @@ def test_policies_through_the_csv_import(accessors: dict[str, ModelAccessor[Any]
 def test_the_accessor_page_example_runs(tmp_path: Path) -> None:
     doc = (ROOT / "docs" / "accessor.md").read_text()
     section = doc.split("## Soft delete, relations and unique values")[1].split("\n## ")[0]
-    example = re.findall(r"```python\n(.*?)```", section, flags=re.S)[-1]
-    path = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
-    run = subprocess.run(
-        [sys.executable, "-c", example],
-        cwd=tmp_path,  # its database is ./sites.db
-        env={**os.environ, "PYTHONPATH": path},
-        capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
+    run = run_example(python_blocks(section)[-1], tmp_path)  # its database is ./sites.db
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == [
         "sites 1 still has 1 live row in permit (permit.site_id): delete or move them first",
