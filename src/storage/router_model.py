@@ -129,26 +129,8 @@ def build_crud_router(
             name=f"{component}_changes",
             operation_id=f"{one_name}_changes",
         )
-    key = routes.key_annotation
-    limit = Annotated[int, Query(ge=1, le=max_limit, description="Rows per page.")]
-    one = schemas.read
-    types: dict[str, dict[str, Any]] = {
-        "list_records": {"limit": (limit, default_limit)},
-        "create_record": {"body": schemas.create},
-        "put_record": {"id": key, "body": schemas.replace},
-        "patch_record": {"id": key, "body": schemas.update},
-    }
-    options: dict[str, dict[str, Any]] = {
-        "list_records": {
-            "response_model": list[one],  # type: ignore[valid-type]
-            "openapi_extra": {"parameters": routes.query.openapi_parameters()},
-        },
-        "get_record": {"openapi_extra": {"parameters": GET_PARAMETERS}},
-        "create_record": {"status_code": 201},
-        "put_record": {"responses": {201: {"description": "Created", "model": one}}},
-        "delete_record": {"status_code": 204, "response_class": Response, "response_model": None},
-        "purge_record": {"status_code": 204, "response_class": Response, "response_model": None},
-    }
+    key, one = routes.key_annotation, schemas.read
+    types, options = _signatures(routes, default_limit, max_limit), _route_options(routes)
     for name, (method, path, operation, summary, errors) in ROUTES.items():
         responses: dict[int | str, Any] = {code: {"description": ERRORS[code]} for code in errors}
         extra = {"response_model": one, **options.get(name, {})}
@@ -167,6 +149,37 @@ def build_crud_router(
             **extra,
         )
     return router
+
+
+def _signatures(
+    routes: _CrudRoutes, default_limit: int, max_limit: int
+) -> dict[str, dict[str, Any]]:
+    """The typed parameters of the endpoints that take more than the record's key."""
+    key, schemas = routes.key_annotation, routes.schemas
+    limit = Annotated[int, Query(ge=1, le=max_limit, description="Rows per page.")]
+    return {
+        "list_records": {"limit": (limit, default_limit)},
+        "create_record": {"body": schemas.create},
+        "put_record": {"id": key, "body": schemas.replace},
+        "patch_record": {"id": key, "body": schemas.update},
+    }
+
+
+def _route_options(routes: _CrudRoutes) -> dict[str, dict[str, Any]]:
+    """What ``add_api_route`` takes besides the defaults, per endpoint."""
+    one = routes.schemas.read
+    nothing = {"status_code": 204, "response_class": Response, "response_model": None}
+    return {
+        "list_records": {
+            "response_model": list[one],  # type: ignore[valid-type]
+            "openapi_extra": {"parameters": routes.query.openapi_parameters()},
+        },
+        "get_record": {"openapi_extra": {"parameters": GET_PARAMETERS}},
+        "create_record": {"status_code": 201},
+        "put_record": {"responses": {201: {"description": "Created", "model": one}}},
+        "delete_record": nothing,
+        "purge_record": nothing,
+    }
 
 
 def _guards(auth: RouteAuth, name: str, method: str) -> list[Any]:
