@@ -1,7 +1,8 @@
 # Two commands on a fresh clone: `make run` (the example machine app) and `make test`.
 #
 # Both use one virtualenv, $(VENV), made with $(PYTHON) on first use:
-#   make run     installs the package alone (no extras: the example app runs on SQLite)
+#   make run     installs the package with the diagram extra (wheels of about 15 MB, no OS
+#                package: the example's schema diagram), and serves the example app on SQLite
 #   make test    installs the test set, the extras in EXTRAS, and runs the whole suite
 # EXTRAS (default dev,nova) is what `make test`, `make install`, `make lint` and the benchmarks
 # install. The nova extra (wandelbots-nova with numpy and scipy, about 300 MB) lets `make test`
@@ -25,7 +26,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(RUN_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet -e ".[diagram]"
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(BIN)/python
