@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import Table, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from storage import database
 
@@ -16,7 +17,8 @@ __all__ = ["missing_parent"]
 def missing_parent(table: Table, written: Iterable[Any]) -> str | None:
     """``table.column`` of the first foreign key (of one column) for which a value among
     ``written`` (model instances, or mappings of column values) has no parent row in the
-    committed data; ``None`` when every parent exists. One query per foreign key."""
+    committed data; ``None`` when every parent exists or the database cannot be asked. One
+    query per foreign key, on a connection of its own."""
     items = list(written)
     for key in sorted(table.foreign_keys, key=lambda fk: fk.parent.name):
         if key.constraint is not None and len(key.constraint.columns) != 1:
@@ -25,8 +27,12 @@ def missing_parent(table: Table, written: Iterable[Any]) -> str | None:
         values = {value for item in items if (value := _value(item, name)) is not None}
         if not values:
             continue
-        with database.read_session() as session:
-            found = set(session.scalars(select(target).where(target.in_(values))))
+        try:
+            # A connection of its own: the write's session failed and must not be used.
+            with database.get_database().read_engine().connect() as connection:
+                found = set(connection.scalars(select(target).where(target.in_(values))))
+        except SQLAlchemyError:
+            return None  # the write's own error stands as it is
         if values - found:
             return f"{table.name}.{name}"
     return None
