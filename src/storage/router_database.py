@@ -5,6 +5,9 @@ export and import, and SQLite backup and restore. The work is done in :mod:`stor
 :mod:`storage.restore`, :mod:`storage.export`, :mod:`storage.importer`, :mod:`storage.diagram`
 and :mod:`storage.verification`; this module only maps it to HTTP. Storage errors become their
 status codes through :class:`storage.http.StorageRoute`.
+
+As in :mod:`storage.router_model`, the endpoints are the methods of one small class, and
+:func:`build_db_router` registers them from a table of routes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from storage.http import (
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
-from storage.openapi import TOTAL_COUNT, file_response
+from storage.openapi import TOTAL_COUNT, file_response, typed_endpoint
 from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan
@@ -75,6 +78,26 @@ class AuditEntry(BaseModel):
     after: dict[str, Any] | None
 
 
+class _ProcessRoute(StorageRoute):
+    """A route that answers without the database (no 503 to document)."""
+
+    uses_database = False
+
+
+_PROCESS = {"route_class_override": _ProcessRoute}
+_ACCESS_LEVELS = ("read", "write", "admin", "replace")
+# The probes' description, as the OpenAPI document has always given it (indents included).
+_ACCESS_PROBE = (
+    "``GET /db/access/{level}``: 204 when the request's credentials pass the guards of that\n"
+    "    level of route (``read``, ``write``, ``admin``, ``replace``: restore and import), else"
+    " the\n    guards' own 401 or 403. Nothing is read or written; clients such as the operator"
+    " console\n    ask before they offer an action."
+)
+
+_Actor = Annotated[str, Depends(actor_dependency(None))]
+_OptionalActor = Annotated[str, Depends(optional_actor)]
+
+
 def build_db_router(
     *,
     audit_default_limit: int = 100,
@@ -108,50 +131,119 @@ def build_db_router(
     if max_restore_bytes < 1 or max_import_bytes < 1:
         raise ValueError("upload limits must be positive")
     auth = auth or RouteAuth()
-    schema = schema_check or SchemaCheck()
-    read, admin = list(auth.read), auth.admin_guards
+    routes = _DatabaseRoutes(schema_check or SchemaCheck(), import_limits, max_restore_bytes)
+    guards = {
+        "read": list(auth.read),
+        "write": list(auth.write),
+        "admin": auth.admin_guards,
+        "replace": auth.replacing_guards(),
+    }
     router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
-    add_change_stream(router, "/changes", dependencies=read, name="db_changes")
+    add_change_stream(router, "/changes", dependencies=guards["read"], name="db_changes")
+    limit = Query(audit_default_limit, ge=1, le=audit_max_limit)
+    endpoints = {"audit": typed_endpoint(routes.audit, limit=(int, limit))}
+    uploads = {"import_csv": max_import_bytes, "restore_sqlite": max_restore_bytes}
+    for name, method, path, level, options in _route_table():
+        if name in uploads:
+            kind = limit_body(uploads[name] + _MULTIPART_SLACK, AdminRoute.kind)
+            options = {**options, "route_class_override": kind}
+        router.add_api_route(
+            path,
+            endpoints.get(name) or getattr(routes, name),
+            methods=[method],
+            dependencies=guards[level],
+            **options,
+        )
+    return router
 
-    @router.get("/health", dependencies=read, operation_id="db_health")
-    def health() -> HealthStatus:
+
+def _route_table() -> list[tuple[str, str, str, str, dict[str, Any]]]:
+    """The routes in the order they are registered: endpoint (a method of ``_DatabaseRoutes``),
+    HTTP method, path, the level of the guards, and the other options of ``add_api_route``.
+    Built per router: FastAPI keeps the dicts it is given, so routers must not share them."""
+    total = {200: {"headers": {"X-Total-Count": {**TOTAL_COUNT, "required": True}}}}
+    not_ready = {503: {"description": _NOT_READY}}
+    svg = {200: file_response(_SVG, "The diagram (SVG)", attachment=False)}
+    return [
+        ("health", "GET", "/health", "read", {"operation_id": "db_health"}),
+        ("live", "GET", "/live", "read", {"operation_id": "db_live", **_PROCESS}),
+        ("ready", "GET", "/ready", "read", {"operation_id": "db_ready", "responses": not_ready}),
+        ("audit", "GET", "/audit", "read", {"operation_id": "list_audit_log", "responses": total}),
+        ("audit_verify", "GET", "/audit/verify", "read", {}),
+        ("diagram_svg", "GET", "/diagram.svg", "read",
+         {"operation_id": "get_schema_diagram", "response_class": Response, "responses": svg}),
+        ("export_zip", "GET", "/export.zip", "admin",
+         _download("download_export", _ZIP, "A zip of CSV files")),
+        ("backup_sqlite", "GET", "/backup.sqlite", "admin",
+         _download("download_backup", _SQLITE, "A SQLite file")),
+        *[("allowed", "GET", f"/access/{level}", level, _probe(level)) for level in _ACCESS_LEVELS],
+        ("import_csv", "POST", "/import", "replace",
+         _upload("import_data", "An export zip, or one CSV file.")),
+        ("restore_sqlite", "POST", "/restore", "replace",
+         _upload("restore_backup", "A SQLite backup file.")),
+    ]  # fmt: skip
+
+
+def _download(operation: str, media_type: str, what: str) -> dict[str, Any]:
+    return {
+        "operation_id": operation,
+        "response_class": StreamingResponse,
+        "responses": {200: file_response(media_type, what)},
+        "route_class_override": AdminRoute,
+    }
+
+
+def _probe(level: str) -> dict[str, Any]:
+    return {
+        "operation_id": f"may_{level}",
+        "summary": f"Whether these credentials may use the {level} routes",
+        "description": _ACCESS_PROBE,
+        "status_code": 204,
+        "responses": {204: {"description": "Allowed."}},
+        **_PROCESS,
+    }
+
+
+def _upload(operation: str, what: str) -> dict[str, Any]:
+    # build_db_router adds the route class, which holds the router's upload limit.
+    return {"operation_id": operation, "openapi_extra": file_upload_body(what)}
+
+
+class _DatabaseRoutes:
+    """The endpoint bodies of ``build_db_router``, with the options they need."""
+
+    def __init__(
+        self, schema: SchemaCheck, import_limits: ImportLimits | None, max_restore_bytes: int
+    ) -> None:
+        self.schema = schema
+        self.import_limits = import_limits
+        self.max_restore_bytes = max_restore_bytes
+
+    # -- probes ----------------------------------------------------------------------------
+
+    def health(self) -> HealthStatus:
         """Run a query on the database; 503 when it cannot be reached."""
         check_reachable()
         return HealthStatus(backend=backend_name())
 
-    async def live() -> Liveness:
+    async def live(self) -> Liveness:
         """The process answers (liveness); the database is not asked."""
         return Liveness()
 
-    router.add_api_route(
-        "/live",
-        live,
-        methods=["GET"],
-        dependencies=read,
-        operation_id="db_live",
-        route_class_override=_ProcessRoute,
-    )
-
-    @router.get(
-        "/ready",
-        dependencies=read,
-        operation_id="db_ready",
-        responses={503: {"description": _NOT_READY}},
-    )
-    def ready() -> Readiness:
+    def ready(self) -> Readiness:
         """The database answers and its tables match the models (readiness); 503 with the
         reason otherwise."""
         check_reachable()
-        schema.check()
+        self.schema.check()
         return Readiness(backend=backend_name())
 
-    @router.get(
-        "/audit",
-        dependencies=read,
-        operation_id="list_audit_log",
-        responses={200: {"headers": {"X-Total-Count": {**TOTAL_COUNT, "required": True}}}},
-    )
+    async def allowed(self) -> Response:
+        return Response(status_code=204)
+
+    # -- audit log and diagram -------------------------------------------------------------
+
     def audit(
+        self,
         response: Response,
         component: str | None = None,
         record_id: str | None = None,
@@ -163,9 +255,7 @@ def build_db_router(
         until: Annotated[
             datetime | None, Query(description="Before (ISO 8601; no offset means UTC).")
         ] = None,
-        # The bounds are this router's options, so they sit in the default, not the annotation
-        # (annotations are strings here, resolved at module level).
-        limit: int = Query(audit_default_limit, ge=1, le=audit_max_limit),
+        limit: Any = None,  # its bounds are the router's options: build_db_router sets them
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     ) -> list[AuditEntry]:
         """Audit rows matching every filter, newest first; ``X-Total-Count`` counts them all."""
@@ -187,24 +277,18 @@ def build_db_router(
         response.headers["X-Total-Count"] = str(total or 0)
         return [AuditEntry.model_validate(row) for row in rows]
 
-    @router.get("/audit/verify", dependencies=read)
-    def audit_verify() -> ChainReport:
+    def audit_verify(self) -> ChainReport:
         """Check the audit log's hash chain from its first row to its head, in pages: ``ok``,
         or the first broken row and what is wrong with it; ``head`` is the last row's hash."""
         return verify_chain()
 
-    @router.get(
-        "/diagram.svg",
-        dependencies=read,
-        operation_id="get_schema_diagram",
-        response_class=Response,
-        responses={200: file_response(_SVG, "The diagram (SVG)", attachment=False)},
-    )
-    def diagram_svg() -> Response:
+    def diagram_svg(self) -> Response:
         """The schema as an SVG diagram; 503 with an install hint when no dot program is found."""
         return Response(diagram.render_svg(), media_type=_SVG)
 
-    def export_zip() -> StreamingResponse:
+    # -- downloads -------------------------------------------------------------------------
+
+    def export_zip(self) -> StreamingResponse:
         """Every table as ``{table}.csv`` in one zip (the format: docs/database-router.md).
 
         Sent while it is written, so the first bytes leave at once whatever the size.
@@ -216,14 +300,17 @@ def build_db_router(
         headers = {"Content-Disposition": f'attachment; filename="export-{_stamp()}.zip"'}
         return StreamingResponse(itertools.chain([first], chunks), media_type=_ZIP, headers=headers)
 
-    def backup_sqlite() -> StreamingResponse:
+    def backup_sqlite(self) -> StreamingResponse:
         """A consistent snapshot of the database as one SQLite file."""
         snapshot = backup.open_snapshot()
         return _stream(snapshot, _SQLITE, f"backup-{_stamp()}.sqlite")
 
+    # -- uploads ---------------------------------------------------------------------------
+
     async def import_csv(
+        self,
         request: Request,
-        actor: Annotated[str, Depends(actor_dependency(None))],
+        actor: _Actor,
         table: Annotated[str | None, Query(description="The table of a single CSV file.")] = None,
         mode: Annotated[ImportMode, Query(description="insert, upsert or replace.")] = "insert",
         dry_run: Annotated[bool, Query(description="Check everything, change nothing.")] = False,
@@ -242,13 +329,14 @@ def build_db_router(
                 table=table,
                 mode=mode,
                 dry_run=dry_run,
-                limits=import_limits,
+                limits=self.import_limits,
                 cancelled=gone,
             )
 
     async def restore_sqlite(
+        self,
         request: Request,
-        actor: Annotated[str, Depends(optional_actor)],
+        actor: _OptionalActor,
         integrity_check: Annotated[
             bool, Query(description="Run PRAGMA integrity_check on the file first.")
         ] = True,
@@ -264,72 +352,10 @@ def build_db_router(
                 restore.restore_upload,
                 upload,
                 actor=actor,
-                max_bytes=max_restore_bytes,
+                max_bytes=self.max_restore_bytes,
                 integrity_check=integrity_check,
                 dry_run=dry_run,
             )
-
-    for path, download, operation, media_type, what in (
-        ("/export.zip", export_zip, "download_export", _ZIP, "A zip of CSV files"),
-        ("/backup.sqlite", backup_sqlite, "download_backup", _SQLITE, "A SQLite file"),
-    ):
-        router.add_api_route(
-            path,
-            download,
-            methods=["GET"],
-            dependencies=admin,
-            operation_id=operation,
-            response_class=StreamingResponse,
-            responses={200: file_response(media_type, what)},
-            route_class_override=AdminRoute,
-        )
-    replacing = auth.replacing_guards()
-    _add_access_probes(router, {"read": read, "write": list(auth.write), "admin": admin,
-                                "replace": replacing})  # fmt: skip
-    for path, endpoint, operation, limit, what in (
-        ("/import", import_csv, "import_data", max_import_bytes, "An export zip, or one CSV file."),
-        ("/restore", restore_sqlite, "restore_backup", max_restore_bytes, "A SQLite backup file."),
-    ):
-        router.add_api_route(
-            path,
-            endpoint,
-            methods=["POST"],
-            dependencies=replacing,
-            operation_id=operation,
-            route_class_override=limit_body(limit + _MULTIPART_SLACK, AdminRoute.kind),
-            openapi_extra=file_upload_body(what),
-        )
-    return router
-
-
-def _add_access_probes(router: APIRouter, guards: dict[str, list[Any]]) -> None:
-    """``GET /db/access/{level}``: 204 when the request's credentials pass the guards of that
-    level of route (``read``, ``write``, ``admin``, ``replace``: restore and import), else the
-    guards' own 401 or 403. Nothing is read or written; clients such as the operator console
-    ask before they offer an action."""
-    for level, dependencies in guards.items():
-
-        async def allowed() -> Response:
-            return Response(status_code=204)
-
-        router.add_api_route(
-            f"/access/{level}",
-            allowed,
-            methods=["GET"],
-            dependencies=dependencies,
-            operation_id=f"may_{level}",
-            summary=f"Whether these credentials may use the {level} routes",
-            description=_add_access_probes.__doc__,
-            status_code=204,
-            responses={204: {"description": "Allowed."}},
-            route_class_override=_ProcessRoute,
-        )
-
-
-class _ProcessRoute(StorageRoute):
-    """A route that answers without the database (no 503 to document)."""
-
-    uses_database = False
 
 
 def _stamp() -> str:

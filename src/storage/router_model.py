@@ -16,9 +16,8 @@ writes honour ``If-Match`` in the transaction that writes. See ``docs/crud-route
 
 from __future__ import annotations
 
-import inspect
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -47,7 +46,7 @@ from storage.errors import (
 from storage.etags import etag_of_bytes, if_match, if_none_match
 from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, get_actor
 from storage.limits import RecordCap
-from storage.openapi import resource_names
+from storage.openapi import resource_names, typed_endpoint
 from storage.query import ModelQuery
 from storage.rows import SOFT_DELETE_COLUMN
 from storage.schemas import CrudSchemas, crud_schemas
@@ -139,7 +138,7 @@ def build_crud_router(
             responses[code] = {**responses.get(code, {}), **sent}
         router.add_api_route(
             path,
-            _endpoint(getattr(routes, name), **types.get(name, {"id": key})),
+            typed_endpoint(getattr(routes, name), **types.get(name, {"id": key})),
             methods=[method],
             name=f"{component}_{name.split('_')[0]}",
             operation_id=operation.format(one=one_name, many=many_name),
@@ -461,31 +460,6 @@ class _CrudRoutes:
         content = self._render(obj)
         headers = {"ETag": etag_of_bytes(content), **(extra or {})}
         return Response(content, status_code=code, headers=headers, media_type=_JSON)
-
-
-def _endpoint(method: Callable[..., Any], **types: Any) -> Callable[..., Any]:
-    """``method`` with the model's parameter types (or ``(type, default)``) in its signature."""
-    signature = inspect.signature(method, eval_str=True)
-    parameters = []
-    for parameter in signature.parameters.values():
-        given = types.get(parameter.name)
-        if isinstance(given, tuple):
-            parameter = parameter.replace(annotation=given[0], default=given[1])
-        elif given is not None:
-            parameter = parameter.replace(annotation=given)
-        parameters.append(parameter)
-
-    def call(**values: Any) -> Any:
-        return method(**values)
-
-    async def call_async(**values: Any) -> Any:  # FastAPI awaits it in the event loop
-        return await method(**values)
-
-    endpoint: Callable[..., Any] = call_async if inspect.iscoroutinefunction(method) else call
-    endpoint.__name__ = method.__name__
-    endpoint.__doc__ = method.__doc__
-    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    return endpoint
 
 
 def _query_flag(request: Request, name: str) -> bool:
