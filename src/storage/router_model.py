@@ -16,9 +16,8 @@ writes honour ``If-Match`` in the transaction that writes. See ``docs/crud-route
 
 from __future__ import annotations
 
-import inspect
 import uuid
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -35,6 +34,7 @@ from sqlmodel import Session
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
+from storage.endpoints import typed_endpoint
 from storage.errors import (
     ConflictError,
     IntegrityConflictError,
@@ -45,7 +45,14 @@ from storage.errors import (
     ValidationError,
 )
 from storage.etags import etag_of_bytes, if_match, if_none_match
-from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, get_actor
+from storage.http import (
+    MAX_OFFSET,
+    IfMatch,
+    RouteAuth,
+    StorageRoute,
+    actor_dependency,
+    get_actor,
+)
 from storage.limits import RecordCap
 from storage.openapi import resource_names
 from storage.query import ModelQuery
@@ -61,10 +68,6 @@ DEFAULT_MAX_RECORDS_PER_MODEL = 100
 LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
 
 Actor = Annotated[str, Depends(actor_dependency(None))]
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
-]
 IfNoneMatch = Annotated[
     str | None,
     Header(alias="If-None-Match", description="ETags the client has; '*' on PUT: create only."),
@@ -157,7 +160,7 @@ def build_crud_router(
             responses[code] = {**responses.get(code, {}), **sent}
         router.add_api_route(
             path,
-            _endpoint(getattr(routes, name), **types.get(name, {"id": key})),
+            typed_endpoint(getattr(routes, name), **types.get(name, {"id": key})),
             methods=[method],
             name=f"{component}_{name.split('_')[0]}",
             operation_id=operation.format(one=one_name, many=many_name),
@@ -448,31 +451,6 @@ class _CrudRoutes:
         content = self._render(obj)
         headers = {"ETag": etag_of_bytes(content), **(extra or {})}
         return Response(content, status_code=code, headers=headers, media_type=_JSON)
-
-
-def _endpoint(method: Callable[..., Any], **types: Any) -> Callable[..., Any]:
-    """``method`` with the model's parameter types (or ``(type, default)``) in its signature."""
-    signature = inspect.signature(method, eval_str=True)
-    parameters = []
-    for parameter in signature.parameters.values():
-        given = types.get(parameter.name)
-        if isinstance(given, tuple):
-            parameter = parameter.replace(annotation=given[0], default=given[1])
-        elif given is not None:
-            parameter = parameter.replace(annotation=given)
-        parameters.append(parameter)
-
-    def call(**values: Any) -> Any:
-        return method(**values)
-
-    async def call_async(**values: Any) -> Any:  # FastAPI awaits it in the event loop
-        return await method(**values)
-
-    endpoint: Callable[..., Any] = call_async if inspect.iscoroutinefunction(method) else call
-    endpoint.__name__ = method.__name__
-    endpoint.__doc__ = method.__doc__
-    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    return endpoint
 
 
 def _query_flag(request: Request, name: str) -> bool:
