@@ -48,9 +48,10 @@ from programs.store import ProgramStore
 from programs.tables import NAME_LENGTH
 from storage import database
 from storage.accessor import ModelAccessor
+from storage.endpoints import typed_endpoint
 from storage.errors import PreconditionFailedError
 from storage.etags import etag_of, if_match, if_none_match
-from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
+from storage.http import ANONYMOUS_ACTOR, IfMatch, RouteAuth, StorageRoute, actor_dependency
 from storage.openapi import ETAG, LOCATION
 
 __all__ = ["build_programs_router"]
@@ -61,11 +62,9 @@ ProgramName = Annotated[
 TemplateName = Annotated[
     str, Path(min_length=1, max_length=NAME_LENGTH, description="The template's name.")
 ]
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="Write only if the program still has this ETag."),
-]
 IfNoneMatch = Annotated[
+    # Not storage.http's: on these GETs it means 304, where the CRUD router's PUT takes it as
+    # a create-only precondition (412).
     str | None,
     Header(alias="If-None-Match", description="ETags the client has (304 when current)."),
 ]
@@ -81,6 +80,75 @@ _ERRORS: dict[int, str] = {
     409: "The name is taken, or the template is no longer in the code",
     412: "The program changed since the ETag in If-Match",
     422: "The data does not match the template's parameter model",
+}
+
+
+def _responses(*codes: int) -> dict[int | str, Any]:
+    return {code: {"description": _ERRORS[code]} for code in codes}
+
+
+# Endpoint (a method of _ProgramRoutes): HTTP method, path, operation id, the guards it takes
+# (RouteAuth's read, write or admin), and its options; in the order they are matched.
+_ROUTES: dict[str, tuple[str, str, str, str, dict[str, Any]]] = {
+    "list_program_templates": ("GET", "/program-templates", "list_program_templates", "read", {}),
+    "get_program_template": (
+        "GET",
+        "/program-templates/{template_name}",
+        "get_program_template",
+        "read",
+        {"response_model": TemplateRead, "responses": {**_responses(304, 404), **_VERSIONED}},
+    ),
+    "list_programs": ("GET", "/programs", "list_programs", "read", {}),
+    "list_programs_of_template": (
+        "GET",
+        "/programs/template/{template_name}",
+        "list_programs_of_template",
+        "read",
+        {"responses": _responses(404)},
+    ),
+    "get_program": (
+        "GET",
+        "/programs/{program_name}",
+        "get_program",
+        "read",
+        {"response_model": ProgramRead, "responses": {**_responses(304, 404), **_VERSIONED}},
+    ),
+    "create_program": (
+        "POST",
+        "/programs/{program_name}",
+        "create_program",
+        "write",
+        {
+            "status_code": 201,
+            "response_model": ProgramRead,
+            "responses": {**_responses(400, 404, 409, 422), 201: {"headers": _CREATED}},
+        },
+    ),
+    "update_program": (
+        "PUT",
+        "/programs/{program_name}",
+        "update_program",
+        "write",
+        {
+            "response_model": ProgramRead,
+            "responses": {**_responses(400, 404, 409, 412, 422), 200: {"headers": {"ETag": ETAG}}},
+        },
+    ),
+    "delete_program": (
+        "DELETE",
+        "/programs/{program_name}",
+        "delete_program",
+        "write",
+        {"status_code": 204, "response_class": Response, "responses": _responses(400, 404, 412)},
+    ),
+    "database_stats": ("GET", "/database/stats", "get_database_stats", "read", {}),
+    "backup_database": (
+        "POST",
+        "/database/backup",
+        "backup_database",
+        "admin",
+        {"status_code": 201, "responses": _responses(400)},
+    ),
 }
 
 
@@ -107,144 +175,112 @@ def build_programs_router(
             program-store clients send none); ``None`` requires the header (400 without).
     """
     store = source if isinstance(source, ProgramStore) else ProgramStore(source)
+    routes = _ProgramRoutes(store, backup_dir)
     guard = auth or RouteAuth()
     router = APIRouter(prefix=prefix, tags=list(tags or ["programs"]), route_class=StorageRoute)
-    reads, writes, admin = list(guard.read), list(guard.write), guard.admin_guards
     who = actor_dependency(default_actor)
+    # The backup takes the actor dependency too: a 400 without X-User when the app requires it.
+    guards = {
+        "read": list(guard.read),
+        "write": list(guard.write),
+        "admin": [*guard.admin_guards, Depends(who)],
+    }
+    actor = (str, fastapi.Depends(who))
+    for name, (method, path, operation_id, kind, options) in _ROUTES.items():
+        router.add_api_route(
+            path,
+            typed_endpoint(getattr(routes, name), actor=actor),
+            methods=[method],
+            dependencies=guards[kind],
+            operation_id=operation_id,
+            **options,
+        )
+    return router
 
-    @router.get("/program-templates", dependencies=reads, operation_id="list_program_templates")
-    def list_program_templates() -> list[TemplateRead]:
+
+class _ProgramRoutes:
+    """The endpoint bodies; ``build_programs_router`` registers them, with the actor
+    dependency of its ``default_actor``."""
+
+    def __init__(self, store: ProgramStore, backup_dir: str | os.PathLike[str] | None) -> None:
+        self.store = store
+        self.backup_dir = backup_dir
+
+    # -- reads -----------------------------------------------------------------------------
+
+    def list_program_templates(self) -> list[TemplateRead]:
         """Every stored template, also those no longer in the code (``available: false``)."""
-        return [TemplateRead.model_validate(row) for row in store.list_templates()]
+        return [TemplateRead.model_validate(row) for row in self.store.list_templates()]
 
-    @router.get(
-        "/program-templates/{template_name}",
-        dependencies=reads,
-        operation_id="get_program_template",
-        response_model=TemplateRead,
-        responses={**_responses(304, 404), **_VERSIONED},
-    )
     def get_program_template(
-        template_name: TemplateName, if_none_match_header: IfNoneMatch = None
+        self, template_name: TemplateName, if_none_match_header: IfNoneMatch = None
     ) -> Response:
         """One template with the JSON schema of its parameters, and its ``ETag``."""
-        row = store.get_template(template_name)
-        return _respond(row, TemplateRead, store.templates, if_none_match_header)
+        row = self.store.get_template(template_name)
+        return _respond(row, TemplateRead, self.store.templates, if_none_match_header)
 
-    @router.get("/programs", dependencies=reads, operation_id="list_programs")
-    def list_programs() -> list[ProgramRead]:
+    def list_programs(self) -> list[ProgramRead]:
         """Every program instance, ordered by name."""
-        return [ProgramRead.model_validate(row) for row in store.list_programs()]
+        return [ProgramRead.model_validate(row) for row in self.store.list_programs()]
 
-    @router.get(
-        "/programs/template/{template_name}",
-        dependencies=reads,
-        operation_id="list_programs_of_template",
-        responses=_responses(404),
-    )
-    def list_programs_of_template(template_name: TemplateName) -> list[ProgramRead]:
+    def list_programs_of_template(self, template_name: TemplateName) -> list[ProgramRead]:
         """The program instances of one template (404 when the template does not exist)."""
-        store.get_template(template_name)
-        rows = store.list_programs(template_name=template_name)
+        self.store.get_template(template_name)
+        rows = self.store.list_programs(template_name=template_name)
         return [ProgramRead.model_validate(row) for row in rows]
 
-    @router.get(
-        "/programs/{program_name}",
-        dependencies=reads,
-        operation_id="get_program",
-        response_model=ProgramRead,
-        responses={**_responses(304, 404), **_VERSIONED},
-    )
     def get_program(
-        program_name: ProgramName, if_none_match_header: IfNoneMatch = None
+        self, program_name: ProgramName, if_none_match_header: IfNoneMatch = None
     ) -> Response:
         """One program instance, with its ``ETag``."""
-        row = store.get_program(program_name)
-        return _respond(row, ProgramRead, store.instances, if_none_match_header)
+        row = self.store.get_program(program_name)
+        return _respond(row, ProgramRead, self.store.instances, if_none_match_header)
 
-    @router.post(
-        "/programs/{program_name}",
-        dependencies=writes,
-        operation_id="create_program",
-        status_code=201,
-        response_model=ProgramRead,
-        responses={**_responses(400, 404, 409, 422), 201: {"headers": _CREATED}},
-    )
+    def database_stats(self) -> DatabaseStats:
+        """Rows per table, the database's size and backend, and the program store's health
+        (invalid programs, unavailable templates, modules that failed to load)."""
+        return maintenance.database_stats(self.store.registry.problems)
+
+    # -- writes ----------------------------------------------------------------------------
+
     def create_program(
-        request: Request,
-        program_name: ProgramName,
-        body: ProgramCreate,
-        actor: str = fastapi.Depends(who),
+        self, request: Request, program_name: ProgramName, body: ProgramCreate, actor: str
     ) -> Response:
         """Create a program from a template; ``data`` is validated against its model."""
+        store = self.store
         with _field_errors():
             row = store.create_program(program_name, body.template_name, body.data, actor=actor)
         response = _respond(row, ProgramRead, store.instances, None, 201)
         response.headers["Location"] = str(request.url_for("get_program", program_name=row.name))
         return response
 
-    @router.put(
-        "/programs/{program_name}",
-        dependencies=writes,
-        operation_id="update_program",
-        response_model=ProgramRead,
-        responses={**_responses(400, 404, 409, 412, 422), 200: {"headers": {"ETag": ETAG}}},
-    )
     def update_program(
+        self,
         program_name: ProgramName,
         body: ProgramUpdate,
+        actor: str,
         if_match_header: IfMatch = None,
-        actor: str = fastapi.Depends(who),
     ) -> Response:
         """Replace a program's data (and optionally its template); validated like create."""
         with _field_errors(), database.transaction():
-            _check_if_match(store, program_name, if_match_header)
-            row = store.update_program(
+            _check_if_match(self.store, program_name, if_match_header)
+            row = self.store.update_program(
                 program_name, body.data, template_name=body.template_name, actor=actor
             )
-        return _respond(row, ProgramRead, store.instances, None)
+        return _respond(row, ProgramRead, self.store.instances, None)
 
-    @router.delete(
-        "/programs/{program_name}",
-        dependencies=writes,
-        operation_id="delete_program",
-        status_code=204,
-        response_class=Response,
-        responses=_responses(400, 404, 412),
-    )
     def delete_program(
-        program_name: ProgramName,
-        if_match_header: IfMatch = None,
-        actor: str = fastapi.Depends(who),
+        self, program_name: ProgramName, actor: str, if_match_header: IfMatch = None
     ) -> Response:
         """Delete a program instance."""
         with database.transaction():
-            _check_if_match(store, program_name, if_match_header)
-            store.delete_program(program_name, actor=actor)
+            _check_if_match(self.store, program_name, if_match_header)
+            self.store.delete_program(program_name, actor=actor)
         return Response(status_code=204)
 
-    @router.get("/database/stats", dependencies=reads, operation_id="get_database_stats")
-    def database_stats() -> DatabaseStats:
-        """Rows per table, the database's size and backend, and the program store's health
-        (invalid programs, unavailable templates, modules that failed to load)."""
-        return maintenance.database_stats(store.registry.problems)
-
-    @router.post(
-        "/database/backup",
-        dependencies=[*admin, Depends(who)],
-        operation_id="backup_database",
-        status_code=201,
-        responses=_responses(400),
-    )
-    def backup_database() -> BackupInfo:
+    def backup_database(self) -> BackupInfo:
         """Write a consistent snapshot of the database (a SQLite file) on the server."""
-        return maintenance.write_backup(backup_dir)
-
-    return router
-
-
-def _responses(*codes: int) -> dict[int | str, Any]:
-    return {code: {"description": _ERRORS[code]} for code in codes}
+        return maintenance.write_backup(self.backup_dir)
 
 
 @contextmanager

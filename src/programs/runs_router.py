@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from programs.run_events import RunEvents
 from programs.runner import Runner
 from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
+from storage.endpoints import typed_endpoint
 from storage.feed import get_feed
 from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
 from storage.openapi import LOCATION, TOTAL_COUNT
@@ -137,6 +138,78 @@ class RunLineRead(BaseModel):
     created_at: datetime
 
 
+def _responses(*codes: int) -> dict[int | str, Any]:
+    return {code: {"description": _ERRORS[code]} for code in codes}
+
+
+# Endpoint (a method of _RunRoutes): HTTP method, path, operation id, the guards it takes
+# (RouteAuth's read or write), and its options; in the order they are matched.
+_ROUTES: dict[str, tuple[str, str, str, str, dict[str, Any]]] = {
+    "start_run": (
+        "POST",
+        "/programs/{program_name}/runs",
+        "start_run",
+        "write",
+        {
+            "status_code": 202,
+            "response_model": RunRead,
+            "responses": {
+                **_responses(400, 404, 409, 422),
+                202: {"headers": {"Location": LOCATION}},
+            },
+        },
+    ),
+    "list_program_runs": (
+        "GET",
+        "/programs/{program_name}/runs",
+        "list_program_runs",
+        "read",
+        {"responses": _COUNTED},
+    ),
+    "list_runs": ("GET", "/runs", "list_runs", "read", {"responses": _COUNTED}),
+    # Before "/runs/{run_id}", which would take "events" for an id.
+    "all_run_events": (
+        "GET",
+        "/runs/events",
+        "stream_all_run_events",
+        "read",
+        {
+            "response_class": Response,
+            "responses": STREAM_RESPONSES,
+            "route_class_override": StreamRoute,
+        },
+    ),
+    "run_events": (
+        "GET",
+        "/runs/{run_id}/events",
+        "stream_run_events",
+        "read",
+        {"response_class": EventSourceResponse, "responses": _responses(404)},
+    ),
+    "get_run": ("GET", "/runs/{run_id}", "get_run", "read", {"responses": _responses(404)}),
+    "get_run_lines": (
+        "GET",
+        "/runs/{run_id}/logs",
+        "get_run_lines",
+        "read",
+        {"responses": _responses(404)},
+    ),
+    "stop_run": (
+        "POST",
+        "/runs/{run_id}/stop",
+        "stop_run",
+        "write",
+        {
+            "response_model": RunRead,
+            "responses": {
+                **_responses(200, 400, 404, 409),
+                202: {"description": _ERRORS[202], "model": RunRead},
+            },
+        },
+    ),
+}
+
+
 def build_runs_router(
     runner: Runner,
     *,
@@ -157,6 +230,7 @@ def build_runs_router(
         default_actor: who starts or stops a run when the client sends no ``X-User``;
             ``None`` requires the header (400 without).
     """
+    routes = _RunRoutes(runner)
     guard = auth or RouteAuth()
     router = APIRouter(
         prefix=prefix,
@@ -164,122 +238,85 @@ def build_runs_router(
         route_class=StorageRoute,
         lifespan=runner.lifespan,
     )
-    reads, writes = list(guard.read), list(guard.write)
-    who = actor_dependency(default_actor)
+    guards = {"read": list(guard.read), "write": list(guard.write)}
+    actor = {"actor": (str, fastapi.Depends(actor_dependency(default_actor)))}
+    limit = {"limit": (Limit, default_limit)}
+    types: dict[str, dict[str, Any]] = {
+        "start_run": actor,
+        "stop_run": actor,
+        "list_program_runs": limit,
+        "list_runs": limit,
+        "run_events": {"start": (tuple[int, int], fastapi.Depends(routes.run_cursor))},
+    }
+    for name, (method, path, operation_id, kind, options) in _ROUTES.items():
+        router.add_api_route(
+            path,
+            typed_endpoint(getattr(routes, name), **types.get(name, {})),
+            methods=[method],
+            dependencies=guards[kind],
+            operation_id=operation_id,
+            **options,
+        )
+    return router
 
-    @router.post(
-        "/programs/{program_name}/runs",
-        dependencies=writes,
-        operation_id="start_run",
-        status_code=202,
-        response_model=RunRead,
-        responses={**_responses(400, 404, 409, 422), 202: {"headers": {"Location": LOCATION}}},
-    )
-    async def start_run(
-        request: Request, program_name: ProgramName, actor: str = fastapi.Depends(who)
-    ) -> Response:
+
+class _RunRoutes:
+    """The endpoint bodies; ``build_runs_router`` registers them, with its actor dependency,
+    its ``default_limit``, and :meth:`run_cursor` as the dependency of a run's stream."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.events = RunEvents(runner, RunSummary, RunLineRead)
+
+    # -- starting and stopping -------------------------------------------------------------
+
+    async def start_run(self, request: Request, program_name: ProgramName, actor: str) -> Response:
         """Start a run of the program with its stored parameters; it runs in the background."""
-        run = await runner.start_run(program_name, actor=actor)
+        run = await self.runner.start_run(program_name, actor=actor)
         location = str(request.url_for("get_run", run_id=run.id))
         return _respond(run, 202, {"Location": location})
 
-    @router.get(
-        "/programs/{program_name}/runs",
-        dependencies=reads,
-        operation_id="list_program_runs",
-        responses=_COUNTED,
-    )
+    async def stop_run(self, run_id: RunId, actor: str) -> Response:
+        """Stop a run: a queued run is cancelled at once; a running one is cancelled and the
+        answer waits a moment for it to end (202 when it has not yet)."""
+        run, ended = await self.runner.stop_run(run_id, actor=actor)
+        return _respond(run, 200 if ended else 202)
+
+    # -- reads -----------------------------------------------------------------------------
+
     def list_program_runs(
+        self,
         response: Response,
         program_name: ProgramName,
         status: Statuses = None,
-        limit: Limit = default_limit,
+        limit: Limit = 50,  # build_runs_router's default_limit
         offset: Offset = 0,
     ) -> list[RunSummary]:
         """The runs of one program, newest first (also those of a deleted program)."""
-        rows, total = runner.list_runs(
+        rows, total = self.runner.list_runs(
             program_name=program_name, statuses=status or (), limit=limit, offset=offset
         )
         response.headers["X-Total-Count"] = str(total)
         return [RunSummary.model_validate(row) for row in rows]
 
-    @router.get("/runs", dependencies=reads, operation_id="list_runs", responses=_COUNTED)
     def list_runs(
+        self,
         response: Response,
         status: Statuses = None,
-        limit: Limit = default_limit,
+        limit: Limit = 50,  # build_runs_router's default_limit
         offset: Offset = 0,
     ) -> list[RunSummary]:
         """Every run, newest first."""
-        rows, total = runner.list_runs(statuses=status or (), limit=limit, offset=offset)
+        rows, total = self.runner.list_runs(statuses=status or (), limit=limit, offset=offset)
         response.headers["X-Total-Count"] = str(total)
         return [RunSummary.model_validate(row) for row in rows]
 
-    events = RunEvents(runner, RunSummary, RunLineRead)
-
-    async def run_cursor(run_id: RunId, last_event_id: LastEventId = None) -> tuple[int, int]:
-        # Where a run's stream starts ("<audit id>.<line seq>", else now and its first line):
-        # checked, with the run's existence, before the stream starts (422, 404, 503).
-        resume = parse_cursor(last_event_id, parts=2)
-        head = await feed_position()
-        await anyio.to_thread.run_sync(runner.history.get, run_id)
-        return (resume[0], resume[1]) if resume else (head, 0)
-
-    async def all_run_events(start: ResumeAfter, follow: Follow = True) -> EventStreamResponse:
-        """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
-        to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
-        ``Last-Event-ID`` (the audit id)."""
-        return change_stream(
-            get_feed(),
-            after=start,
-            components=[events.component],
-            follow=follow,
-            shape=events.status_event,
-        )
-
-    # Before "/runs/{run_id}", which would take "events" for an id.
-    router.add_api_route(
-        "/runs/events",
-        all_run_events,
-        methods=["GET"],
-        dependencies=reads,
-        operation_id="stream_all_run_events",
-        response_class=Response,
-        responses=STREAM_RESPONSES,
-        route_class_override=StreamRoute,
-    )
-
-    @router.get(
-        "/runs/{run_id}/events",
-        dependencies=reads,
-        operation_id="stream_run_events",
-        response_class=EventSourceResponse,
-        responses=_responses(404),
-    )
-    async def run_events(
-        run_id: RunId,
-        start: tuple[int, int] = fastapi.Depends(run_cursor),  # a closure: needs the runner
-    ) -> AsyncIterator[ServerSentEvent]:
-        """Server-Sent Events of one run, from any server: ``status`` (the run as lists show
-        it), then ``output`` and ``log`` lines as they are written and each change of state;
-        the stream ends after the final state. Resumable with ``Last-Event-ID``."""
-        async for event in events.of_run(run_id, *start):
-            yield event
-
-    @router.get(
-        "/runs/{run_id}", dependencies=reads, operation_id="get_run", responses=_responses(404)
-    )
-    def get_run(run_id: RunId) -> RunRead:
+    def get_run(self, run_id: RunId) -> RunRead:
         """One run; while it goes on, with its logs and output so far."""
-        return RunRead.model_validate(runner.get_run(run_id))
+        return RunRead.model_validate(self.runner.get_run(run_id))
 
-    @router.get(
-        "/runs/{run_id}/logs",
-        dependencies=reads,
-        operation_id="get_run_lines",
-        responses=_responses(404),
-    )
     def get_run_lines(
+        self,
         run_id: RunId,
         after: After = 0,
         limit: LineLimit = 1000,
@@ -287,30 +324,41 @@ def build_runs_router(
     ) -> list[RunLineRead]:
         """The run's printed lines and log records in order, from ``seq`` ``after`` on; written
         while it runs (every ``flush_interval``), so another server sees them too."""
-        lines = runner.run_lines(run_id, after=after, limit=limit, stream=stream)
+        lines = self.runner.run_lines(run_id, after=after, limit=limit, stream=stream)
         return [RunLineRead.model_validate(line) for line in lines]
 
-    @router.post(
-        "/runs/{run_id}/stop",
-        dependencies=writes,
-        operation_id="stop_run",
-        response_model=RunRead,
-        responses={
-            **_responses(200, 400, 404, 409),
-            202: {"description": _ERRORS[202], "model": RunRead},
-        },
-    )
-    async def stop_run(run_id: RunId, actor: str = fastapi.Depends(who)) -> Response:
-        """Stop a run: a queued run is cancelled at once; a running one is cancelled and the
-        answer waits a moment for it to end (202 when it has not yet)."""
-        run, ended = await runner.stop_run(run_id, actor=actor)
-        return _respond(run, 200 if ended else 202)
+    # -- streams ---------------------------------------------------------------------------
 
-    return router
+    async def run_cursor(self, run_id: RunId, last_event_id: LastEventId = None) -> tuple[int, int]:
+        # Where a run's stream starts ("<audit id>.<line seq>", else now and its first line):
+        # checked, with the run's existence, before the stream starts (422, 404, 503).
+        resume = parse_cursor(last_event_id, parts=2)
+        head = await feed_position()
+        await anyio.to_thread.run_sync(self.runner.history.get, run_id)
+        return (resume[0], resume[1]) if resume else (head, 0)
 
+    async def all_run_events(
+        self, start: ResumeAfter, follow: Follow = True
+    ) -> EventStreamResponse:
+        """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
+        to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
+        ``Last-Event-ID`` (the audit id)."""
+        return change_stream(
+            get_feed(),
+            after=start,
+            components=[self.events.component],
+            follow=follow,
+            shape=self.events.status_event,
+        )
 
-def _responses(*codes: int) -> dict[int | str, Any]:
-    return {code: {"description": _ERRORS[code]} for code in codes}
+    async def run_events(
+        self, run_id: RunId, start: tuple[int, int]
+    ) -> AsyncIterator[ServerSentEvent]:
+        """Server-Sent Events of one run, from any server: ``status`` (the run as lists show
+        it), then ``output`` and ``log`` lines as they are written and each change of state;
+        the stream ends after the final state. Resumable with ``Last-Event-ID``."""
+        async for event in self.events.of_run(run_id, *start):
+            yield event
 
 
 def _respond(run: ProgramRun, status_code: int, headers: dict[str, str] | None = None) -> Response:

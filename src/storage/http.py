@@ -59,6 +59,7 @@ __all__ = [
     "ANONYMOUS_ACTOR",
     "AdminRoute",
     "ErrorBody",
+    "IfMatch",
     "RouteAuth",
     "StorageRoute",
     "ValidationErrorBody",
@@ -330,6 +331,13 @@ def authenticated_actor(request: Request) -> str | None:
 
 
 ANONYMOUS_ACTOR = "anonymous"
+
+IfMatch = Annotated[
+    str | None,
+    Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
+]
+"""The ``If-Match`` header of a write, for every router that takes one: ``*`` matches any
+version (see :func:`storage.etags.if_match`); a stale ETag is a 412."""
 
 # The largest OFFSET every backend accepts (a signed 64-bit integer); beyond it SQLite's driver
 # overflows, so the routes refuse it with a 422 instead.

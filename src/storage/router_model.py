@@ -34,6 +34,7 @@ from sqlmodel import Session
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
+from storage.endpoints import typed_endpoint
 from storage.errors import (
     ConflictError,
     IntegrityConflictError,
@@ -44,7 +45,14 @@ from storage.errors import (
     ValidationError,
 )
 from storage.etags import etag_of_bytes, if_match, if_none_match
-from storage.http import MAX_OFFSET, RouteAuth, StorageRoute, actor_dependency, get_actor
+from storage.http import (
+    MAX_OFFSET,
+    IfMatch,
+    RouteAuth,
+    StorageRoute,
+    actor_dependency,
+    get_actor,
+)
 from storage.limits import RecordCap
 from storage.openapi import resource_names, typed_endpoint
 from storage.query import ModelQuery
@@ -60,10 +68,6 @@ DEFAULT_MAX_RECORDS_PER_MODEL = 100
 LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
 
 Actor = Annotated[str, Depends(actor_dependency(None))]
-IfMatch = Annotated[
-    str | None,
-    Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
-]
 IfNoneMatch = Annotated[
     str | None,
     Header(alias="If-None-Match", description="ETags the client has; '*' on PUT: create only."),
