@@ -14,13 +14,12 @@ declares; docs/clients.md shows how to generate one.
 - **Response headers** (:data:`ETAG`, :data:`LOCATION`, ...) are declared where the routes send
   them; :func:`file_response` declares a download with its media type and a binary body.
 - **Endpoint signatures**, which FastAPI reads to write the parameters: the routers' endpoints
-  are methods of a small class, and :func:`typed_endpoint` puts in the types and defaults that
-  depend on the router's options (a model's key type, a router's limits).
+  are methods of a small class, and :func:`storage.endpoints.typed_endpoint` puts in the types
+  and defaults that depend on the router's options (a model's key type, a router's limits).
 """
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -48,7 +47,6 @@ __all__ = [
     "resource_names",
     "singular",
     "snake_case",
-    "typed_endpoint",
     "uses_dependency",
 ]
 
@@ -202,39 +200,3 @@ def _walk(dependant: Dependant) -> Iterator[Dependant]:
     for sub in dependant.dependencies:
         yield sub
         yield from _walk(sub)
-
-
-def typed_endpoint(method: Callable[..., Any], **types: Any) -> Callable[..., Any]:
-    """``method`` as a FastAPI endpoint whose signature has the given parameter types.
-
-    The routers' endpoints are methods of a small class; the types (and defaults) that depend
-    on the router's options, such as a model's key type or a router's limits, are set here.
-
-    Args:
-        method: the endpoint's body (sync or async).
-        types: by parameter name, its annotation, or ``(annotation, default)``.
-
-    Returns:
-        A function FastAPI reads like ``method``: same name, docstring, and sync or async.
-    """
-    signature = inspect.signature(method, eval_str=True)
-    parameters = []
-    for parameter in signature.parameters.values():
-        given = types.get(parameter.name)
-        if isinstance(given, tuple):
-            parameter = parameter.replace(annotation=given[0], default=given[1])
-        elif given is not None:
-            parameter = parameter.replace(annotation=given)
-        parameters.append(parameter)
-
-    def call(**values: Any) -> Any:
-        return method(**values)
-
-    async def call_async(**values: Any) -> Any:  # FastAPI awaits it in the event loop
-        return await method(**values)
-
-    endpoint: Callable[..., Any] = call_async if inspect.iscoroutinefunction(method) else call
-    endpoint.__name__ = method.__name__
-    endpoint.__doc__ = method.__doc__
-    endpoint.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    return endpoint

@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from storage import backup, database, diagram, export, importer, restore
 from storage.auditor import AuditLog, audit_filters, newest_first
+from storage.endpoints import typed_endpoint
 from storage.errors import ValidationError
 from storage.http import (
     MAX_OFFSET,
@@ -40,7 +41,7 @@ from storage.http import (
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
-from storage.openapi import TOTAL_COUNT, file_response, typed_endpoint
+from storage.openapi import TOTAL_COUNT, file_response
 from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
 from storage.streams import add_change_stream, feed_lifespan

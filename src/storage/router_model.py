@@ -54,7 +54,7 @@ from storage.http import (
     get_actor,
 )
 from storage.limits import RecordCap
-from storage.openapi import resource_names, typed_endpoint
+from storage.openapi import resource_names
 from storage.query import ModelQuery
 from storage.rows import SOFT_DELETE_COLUMN
 from storage.schemas import CrudSchemas, crud_schemas
