@@ -21,7 +21,7 @@ from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
 from storage.references import missing_parent
 from storage.relations import children_of, parents_of
-from storage.rows import SOFT_DELETE_COLUMN, RowShape
+from storage.rows import SOFT_DELETE_COLUMN, RowShape, in_chunks
 from storage.softdelete import (
     Cascade,
     check_moved,
@@ -33,8 +33,6 @@ from storage.softdelete import (
 __all__ = ["ModelAccessor"]
 
 ModelT = TypeVar("ModelT", bound=SQLModel)
-
-_IN_CHUNK = 500  # ids per IN (...) list, well under every backend's parameter limit
 
 
 class ModelAccessor(HookDecorators[ModelT]):
@@ -324,10 +322,8 @@ class ModelAccessor(HookDecorators[ModelT]):
         with self._write() as session:
             found = [
                 obj
-                for start in range(0, len(keys), _IN_CHUNK)
-                for obj in session.scalars(
-                    statement.where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
-                )
+                for chunk in in_chunks(keys)
+                for obj in session.scalars(statement.where(self._pk_column.in_(chunk)))
             ]
             self._delete_rows(
                 session, [obj for obj in found if not self._shape.is_deleted(obj)], actor
@@ -397,10 +393,8 @@ class ModelAccessor(HookDecorators[ModelT]):
                 keys = list(dict.fromkeys(self.coerce_key(id) for id in ids))
                 found = [
                     obj
-                    for start in range(0, len(keys), _IN_CHUNK)
-                    for obj in session.scalars(
-                        statement.where(self._pk_column.in_(keys[start : start + _IN_CHUNK]))
-                    )
+                    for chunk in in_chunks(keys)
+                    for obj in session.scalars(statement.where(self._pk_column.in_(chunk)))
                 ]
             self._remove_rows(session, found, actor, "purge")
             return len(found)

@@ -45,6 +45,7 @@ __all__ = [
     "audit_filters",
     "audit_operation",
     "audit_row",
+    "naive_utc",
     "newest_first",
     "to_json_safe",
     "utcnow",
@@ -74,6 +75,16 @@ def as_utc(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
+def naive_utc(value: datetime) -> datetime:
+    """``value`` in UTC without its timezone, as timestamps are stored (a naive one is taken to
+    be UTC already).
+
+    Raises:
+        ValueError: as :func:`as_utc`.
+    """
+    return value if value.tzinfo is None else as_utc(value).replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp stored as naive UTC on every backend and read back timezone-aware."""
 
@@ -81,9 +92,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is not None and value.tzinfo is not None:
-            value = as_utc(value).replace(tzinfo=None)
-        return value
+        return None if value is None else naive_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from storage.auditor import audit_row, to_json_safe
+from storage.rows import in_chunks, single_key
 
 __all__ = [
     "Dependant",
@@ -37,7 +38,6 @@ __all__ = [
     "register_component",
 ]
 
-_CHUNK = 500
 _REFERENCES: dict[tuple[str, int, int], list[tuple[ForeignKey, str]]] = {}
 # The component of each table an accessor was made for (the latest one), which the audit rows
 # of rows a delete takes with it are filed under; a table without one goes by its name.
@@ -79,7 +79,7 @@ def dependants(session: Session, table: Table, keys: Sequence[Any]) -> list[Depe
                 child = foreign_key.parent.table
                 removed = []
                 for row in _rows(session, foreign_key.parent, parent_keys):
-                    key = row[_key_column(child).name]
+                    key = row[single_key(child).name]
                     if (child.name, key) in seen:
                         continue
                     seen.add((child.name, key))
@@ -113,7 +113,7 @@ def _references(parent: Table) -> list[tuple[ForeignKey, str]]:
 def _search(parent: Table) -> Iterator[tuple[ForeignKey, str]]:
     orm = orm_effects(parent)
     for child in SQLModel.metadata.tables.values():
-        if _key_column(child) is None:
+        if single_key(child) is None:
             continue
         for constraint in child.foreign_key_constraints:
             if len(constraint.elements) != 1 or constraint.referred_table is not parent:
@@ -151,15 +151,9 @@ def orm_effects(parent: Table) -> dict[Column[Any], str]:
     return effects
 
 
-def _key_column(table: Table) -> Any:
-    columns = list(table.primary_key.columns)
-    return columns[0] if len(columns) == 1 else None
-
-
 def _rows(session: Session, column: Column[Any], keys: list[Any]) -> Iterator[dict[str, Any]]:
     table = column.table
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
+    for chunk in in_chunks(keys):
         statement = select(table).where(column.in_(chunk))
         for row in session.execute(statement).mappings():
             yield dict(row)

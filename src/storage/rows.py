@@ -7,20 +7,34 @@ snapshot that the audit log, the change feed and entity tags are made of.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ColumnElement, Select, bindparam, inspect, select
+from sqlalchemy import Column, ColumnElement, Select, Table, bindparam, inspect, select
 from sqlalchemy.orm import Mapper
 from sqlalchemy.sql.elements import UnaryExpression
 
 from storage.auditor import UTCDateTime, to_json_safe, utcnow
 from storage.prepared import PreparedRead
 
-__all__ = ["SOFT_DELETE_COLUMN", "RowShape"]
+__all__ = ["IN_CHUNK", "SOFT_DELETE_COLUMN", "RowShape", "in_chunks", "single_key"]
 
 SOFT_DELETE_COLUMN = "deleted_at"
+IN_CHUNK = 500
+"""Values per ``IN (...)`` list: well under every backend's limit of bound parameters."""
+
+
+def in_chunks(values: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    """``values`` in slices of at most :data:`IN_CHUNK`, one ``IN (...)`` list each."""
+    for start in range(0, len(values), IN_CHUNK):
+        yield values[start : start + IN_CHUNK]
+
+
+def single_key(table: Table) -> Any:
+    """The table's primary-key column, or ``None`` when the key has several columns."""
+    columns = list(table.primary_key.columns)
+    return columns[0] if len(columns) == 1 else None
 
 
 class RowShape:

@@ -46,7 +46,7 @@ from sqlalchemy import BigInteger, Column, Integer, Numeric, SmallInteger, Strin
 from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
-from storage.auditor import as_utc
+from storage.auditor import as_utc, naive_utc
 from storage.rows import SOFT_DELETE_COLUMN
 
 __all__ = [
@@ -172,7 +172,7 @@ def input_annotation(model: type[SQLModel], name: str) -> Any:
         constraints.append(BeforeValidator(_non_finite_as_text))
     if base is datetime:
         aware = bool(getattr(column.type, "timezone", False))
-        constraints.append(AfterValidator(as_utc if aware else _as_utc_naive))
+        constraints.append(AfterValidator(as_utc if aware else naive_utc))
     typed = Annotated[(base, *constraints)] if constraints else base
     return typed | None if optional else typed
 
@@ -209,10 +209,6 @@ def _no_nul(value: str) -> str:
     if "\x00" in value:
         raise ValueError("text may not contain NUL characters")
     return value
-
-
-def _as_utc_naive(value: datetime) -> datetime:
-    return value if value.tzinfo is None else as_utc(value).replace(tzinfo=None)
 
 
 def _non_finite_as_text(value: Any) -> Any:

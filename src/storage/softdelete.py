@@ -22,17 +22,16 @@ from typing import Any
 from sqlalchemy import Column, Table, func, select, update
 from sqlalchemy.orm import Session
 
-from storage.auditor import UTCDateTime, as_utc, to_json_safe
+from storage.auditor import UTCDateTime, naive_utc, to_json_safe
 from storage.cascades import Dependant, component_of
 from storage.errors import DeletedParentError, LiveChildrenError, RestoreConflictError
 from storage.listeners import Change, is_watched, record
 from storage.relations import Relation, children_of, parents_of
-from storage.rows import SOFT_DELETE_COLUMN, RowShape
+from storage.rows import SOFT_DELETE_COLUMN, RowShape, in_chunks, single_key
 from storage.uniqueness import live_holder
 
 __all__ = ["Cascade", "check_moved", "check_parents", "refuse_taken_values", "restore_children"]
 
-_CHUNK = 500
 Row = Mapping[str, Any]  # column values by column name
 
 
@@ -98,23 +97,23 @@ class Cascade:
             if when is None:
                 raise ValueError("a cascade without its moment")  # a caller's mistake
             value = _for_column(when, child.c[SOFT_DELETE_COLUMN])
-            keys = [taken.row[_key(child).name] for taken in rows]
-            for chunk in _chunks(keys):
-                statement = update(child).where(_key(child).in_(chunk))
+            keys = [taken.row[single_key(child).name] for taken in rows]
+            for chunk in in_chunks(keys):
+                statement = update(child).where(single_key(child).in_(chunk))
                 self.session.execute(statement.values({SOFT_DELETE_COLUMN: value}))
             found += _changed(self.session, child, [t.row for t in rows], "soft_delete", value)
         self._refuse_live_children()
         return found
 
     def _walk(self, table: Table, level: list[tuple[Row, datetime | None]]) -> None:
-        key = _key(table)
+        key = single_key(table)
         seen = {(table.name, row.get(key.name)) for row, _ in level} if key is not None else set()
         pending = [(table, level)]
         while pending:
             below = []
             for parent, rows in pending:
                 for relation in children_of(parent):
-                    child_key = _key(relation.child)
+                    child_key = single_key(relation.child)
                     if relation.policy != "cascade" or child_key is None:
                         continue
                     moments = {row.get(relation.referred.name): at for row, at in rows}
@@ -122,7 +121,7 @@ class Cascade:
                     for row in _select(self.session, relation, moments):
                         deleted_at = row[SOFT_DELETE_COLUMN]
                         if deleted_at is not None:
-                            deleted_at = _naive(deleted_at)
+                            deleted_at = naive_utc(deleted_at)
                             self.latest = max(self.latest or deleted_at, deleted_at)
                         elif (relation.child.name, row[child_key.name]) not in seen:
                             seen.add((relation.child.name, row[child_key.name]))
@@ -141,7 +140,7 @@ class Cascade:
                     continue
                 values = _values(rows, relation.referred)
                 live = 0
-                for chunk in _chunks(values):
+                for chunk in in_chunks(values):
                     statement = (
                         select(func.count())
                         .select_from(relation.child)
@@ -171,7 +170,7 @@ def restore_children(
         below: list[tuple[Table, Sequence[Row]]] = []
         for parent, rows in pending:
             for relation in children_of(parent):
-                child, key = relation.child, _key(relation.child)
+                child, key = relation.child, single_key(relation.child)
                 if relation.policy != "cascade" or key is None:
                     continue
                 deleted_at = child.c[SOFT_DELETE_COLUMN]
@@ -180,7 +179,7 @@ def restore_children(
                 if not found:
                     continue
                 refuse_taken_values(session, child, found)
-                for chunk in _chunks([row[key.name] for row in found]):
+                for chunk in in_chunks([row[key.name] for row in found]):
                     statement = update(child).where(key.in_(chunk))
                     session.execute(statement.values({SOFT_DELETE_COLUMN: None}))
                 restored += _changed(session, child, found, "restore", None)
@@ -217,7 +216,7 @@ def check_parents(
             continue
         parent = relation.parent
         deleted_at = parent.c[SOFT_DELETE_COLUMN]
-        for chunk in _chunks(_values(live, relation.column)):
+        for chunk in in_chunks(_values(live, relation.column)):
             statement = (
                 select(relation.referred, deleted_at)
                 .where(relation.referred.in_(chunk))
@@ -270,7 +269,7 @@ def refuse_taken_values(
         names = ", ".join(column.name for column in columns)
         component = component or component_of(table.name)
         raise RestoreConflictError(
-            f"{component} {row[_key(table).name]} cannot be restored: {component} {holder} "
+            f"{component} {row[single_key(table).name]} cannot be restored: {component} {holder} "
             f"now holds its {names}; change or delete that one first"
         )
 
@@ -278,7 +277,7 @@ def refuse_taken_values(
 def _changed(
     session: Session, table: Table, rows: Sequence[Row], operation: str, value: Any
 ) -> list[Dependant]:
-    key = _key(table)
+    key = single_key(table)
     if is_watched(table.name):
         record(
             session,
@@ -312,7 +311,7 @@ def _live_children(relation: Relation, values: list[Any], live: int) -> str:
 def _select(
     session: Session, relation: Relation, values: Iterable[Any], *where: Any
 ) -> Iterator[dict[str, Any]]:
-    for chunk in _chunks([value for value in values if value is not None]):
+    for chunk in in_chunks([value for value in values if value is not None]):
         statement = select(relation.child).where(relation.column.in_(chunk), *where)
         for row in session.execute(statement).mappings():
             yield dict(row)
@@ -322,24 +321,10 @@ def _values(rows: Iterable[Row], column: Column[Any]) -> list[Any]:
     return list(dict.fromkeys(row[column.name] for row in rows if row.get(column.name) is not None))
 
 
-def _chunks(values: list[Any]) -> Iterator[list[Any]]:
-    for start in range(0, len(values), _CHUNK):
-        yield values[start : start + _CHUNK]
-
-
-def _key(table: Table) -> Any:
-    columns = list(table.primary_key.columns)
-    return columns[0] if len(columns) == 1 else None
-
-
-def _naive(value: datetime) -> datetime:
-    return as_utc(value).replace(tzinfo=None) if value.tzinfo is not None else value
-
-
 def _for_column(moment: datetime, column: Column[Any]) -> datetime:
     """``moment`` as the column stores it: aware for a timezone-aware column, else naive UTC."""
     aware = isinstance(column.type, UTCDateTime) or getattr(column.type, "timezone", False)
-    naive = _naive(moment)
+    naive = naive_utc(moment)
     return naive.replace(tzinfo=UTC) if aware else naive
 
 
@@ -353,6 +338,6 @@ def _precision(session: Session, tables: Iterable[Table]) -> timedelta:
 
 
 def _truncate(moment: datetime, step: timedelta) -> datetime:
-    moment = _naive(moment)
+    moment = naive_utc(moment)
     micros = step // timedelta(microseconds=1)
     return moment - timedelta(microseconds=moment.microsecond % micros) if micros > 1 else moment

@@ -40,7 +40,7 @@ from sqlmodel import SQLModel
 
 from storage import database
 from storage.errors import UnsupportedMigrationError, translate_driver_errors
-from storage.rows import SOFT_DELETE_COLUMN
+from storage.rows import SOFT_DELETE_COLUMN, in_chunks
 
 __all__ = ["LIVE_UNIQUE", "live_holder", "live_only", "make_unique_live", "unique_sets"]
 
@@ -49,7 +49,6 @@ LIVE_UNIQUE = "live_unique"
 constraints as declared (a deleted row keeps holding its values)."""
 
 _PARTIAL = ("postgresql", "sqlite")
-_CHUNK = 500
 
 
 def live_only(table: Table) -> None:
@@ -96,8 +95,7 @@ def live_holder(
     for columns in unique_sets(table):
         names = [column.name for column in columns]
         wanted = [r for r in rows if all(r.get(name) is not None for name in names)]
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
+        for chunk in in_chunks(wanted):
             if len(columns) == 1:
                 condition = columns[0].in_([r[names[0]] for r in chunk])
             else:
