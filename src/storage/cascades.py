@@ -17,10 +17,10 @@ several columns, and a child table whose key is not one column, are left out of 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import Column, ForeignKey, Table, inspect, select
 from sqlalchemy.orm import Session
@@ -35,10 +35,12 @@ __all__ = [
     "component_of",
     "dependants",
     "orm_effects",
+    "per_models",
     "register_component",
 ]
 
-_REFERENCES: dict[tuple[str, int, int], list[tuple[ForeignKey, str]]] = {}
+_REFERENCES: dict[Any, list[tuple[ForeignKey, str]]] = {}
+T = TypeVar("T")
 # The component of each table an accessor was made for (the latest one), which the audit rows
 # of rows a delete takes with it are filed under; a table without one goes by its name.
 _COMPONENTS: dict[str, str] = {}
@@ -103,10 +105,18 @@ def _change(
 def _references(parent: Table) -> list[tuple[ForeignKey, str]]:
     """The single-column foreign keys pointing at ``parent``, and what a delete does to the
     rows holding them: searched once per table while no model is added, not on every delete."""
-    key = (parent.name, len(SQLModel.metadata.tables), len(SQLModel._sa_registry.mappers))
-    found = _REFERENCES.get(key)
+    return per_models(_REFERENCES, (parent.name,), lambda: list(_search(parent)))
+
+
+def per_models(
+    cache: dict[Any, list[T]], key: tuple[str, ...], compute: Callable[[], list[T]]
+) -> list[T]:
+    """``compute()``, remembered in ``cache`` under ``key`` until a table or a mapper is added
+    to the models (a module imported late)."""
+    full = (*key, len(SQLModel.metadata.tables), len(SQLModel._sa_registry.mappers))
+    found = cache.get(full)
     if found is None:
-        found = _REFERENCES[key] = list(_search(parent))
+        found = cache[full] = compute()
     return found
 
 

@@ -34,7 +34,7 @@ from typing import Any, Literal, cast, get_args
 from sqlalchemy import Column, ForeignKey, Table
 from sqlmodel import SQLModel
 
-from storage.cascades import orm_effects
+from storage.cascades import orm_effects, per_models
 from storage.rows import SOFT_DELETE_COLUMN
 
 __all__ = [
@@ -51,7 +51,7 @@ SOFT_DELETE_POLICY = "soft_delete"
 """The ``info`` key, on a ``ForeignKey`` or its ``Column``, that sets a relation's policy."""
 
 _POLICIES: tuple[str, ...] = get_args(SoftDeletePolicy)
-_CACHE: dict[tuple[str, str, int, int], list[Relation]] = {}
+_CACHE: dict[Any, list[Relation]] = {}
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,7 @@ def policy_of(foreign_key: ForeignKey, *, orm_cascade: bool = False) -> SoftDele
 
 
 def _cached(kind: str, table: Table, search: Any) -> list[Relation]:
-    # The models can grow (a module imported late): the key changes when a table or mapper is
-    # added, as in storage.cascades.
-    key = (kind, table.name, len(SQLModel.metadata.tables), len(SQLModel._sa_registry.mappers))
-    found = _CACHE.get(key)
-    if found is None:
-        found = _CACHE[key] = list(search(table))
-    return found
+    return per_models(_CACHE, (kind, table.name), lambda: list(search(table)))
 
 
 def _relations() -> list[Relation]:
