@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import MetaData, create_engine, insert, select
+from benchkit import reset, timed
+from sqlalchemy import insert, select
 from sqlmodel import Field, SQLModel
 
 from storage import database
@@ -46,21 +45,6 @@ def rows(n: int) -> list[BenchRow]:
 def params(n: int) -> list[dict[str, object]]:
     now = datetime.now(UTC)
     return [{"name": f"row-{i}", "value": i * 0.5, "created_at": now} for i in range(n)]
-
-
-def timed(work: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
-
-
-def reset(url: str) -> None:
-    engine = create_engine(url)
-    metadata = MetaData()
-    metadata.reflect(engine)
-    metadata.drop_all(engine)
-    SQLModel.metadata.create_all(engine)
-    engine.dispose()
 
 
 def main() -> None:

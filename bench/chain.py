@@ -19,13 +19,12 @@ import argparse
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import MetaData, create_engine
+from benchkit import reset, timed
 from sqlmodel import Field, SQLModel
 
 from storage import chain, database
@@ -54,21 +53,6 @@ def unchained() -> Iterator[None]:
         yield
     finally:
         chain.link = original
-
-
-def reset(url: str) -> None:
-    engine = create_engine(url)
-    metadata = MetaData()
-    metadata.reflect(engine)
-    metadata.drop_all(engine)
-    SQLModel.metadata.create_all(engine)
-    engine.dispose()
-
-
-def timed(work: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    work()
-    return time.perf_counter() - start
 
 
 def main() -> None:
