@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import io
 import multiprocessing
+import os
 import re
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +26,7 @@ from storage.bootstrap import prepare_database
 from storage.chain import HEAD, row_hash
 from storage.importer import import_upload
 from storage.verification import verify_chain
-from support.chain_writers import write
+from support.chain_writers import hold_head, write
 from support.dataset import every_kind_of_sample, seed
 from support.models import Clamp, Line, Sample, Station, User
 
@@ -251,3 +254,28 @@ def test_the_docs_example_prints_the_head(backend: str, capsys: pytest.CaptureFi
     raw(_after(1))
     exec(compile(example, "docs/audit.md", "exec"), {})
     assert capsys.readouterr().out.startswith("audit chain broken at row 1: content_changed")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mariadb"], indirect=True)
+def test_a_writer_killed_while_it_holds_the_head_blocks_no_one(backend: str) -> None:
+    """A process killed with SIGKILL in the middle of an audited transaction: the database ends
+    its transaction, the head's lock goes with it, the next writer goes on at once and the
+    chain holds, without the killed write."""
+    prepare_database()
+    users = ModelAccessor(User, "users")
+    users.insert(User(name="before"), actor="ops")
+    context = multiprocessing.get_context("spawn")
+    holding = context.Event()
+    holder = context.Process(target=hold_head, args=(database.get_database().url, holding))
+    holder.start()
+    try:
+        assert holding.wait(60)
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        holder.join(30)
+    started = time.monotonic()
+    users.insert(User(name="after"), actor="ops")
+    assert time.monotonic() - started < 15  # the server noticed the dead connection
+    assert sorted(user.name for user in users.all()) == ["after", "before"]
+    report = verify_chain()
+    assert report.ok and report.checked == 2, report

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from multiprocessing.synchronize import Barrier
+import time
+from multiprocessing.synchronize import Barrier, Event
 
 from storage import database
 from storage.accessor import ModelAccessor
@@ -23,3 +24,14 @@ def write(url: str, name: str, rounds: int, start: Barrier) -> None:
         if turn % 3 == 0:
             users.delete(user.id, actor=name)
     database.get_database().dispose()
+
+
+def hold_head(url: str, holding: Event) -> None:
+    """Write one audited row and keep its transaction open (so the chain's head stays locked)
+    until the process is killed."""
+    database.set_database_url(url)
+    users = ModelAccessor(User, "users")
+    with database.transaction():
+        users.insert(User(name="never committed"), actor="killed")
+        holding.set()
+        time.sleep(600)
