@@ -11,12 +11,18 @@ import anyio.to_thread
 from sqlalchemy import ColumnElement, Table, func, inspect, select
 from sqlmodel import Session, SQLModel
 
-from storage import changes, database
+from storage import changes
+from storage import database as storage_database
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
 from storage.cascades import Dependant, audit_rows_of, dependants, register_component
 from storage.constraints import FOREIGN_KEY, BrokenConstraint
-from storage.errors import DatabaseBusyError, IntegrityConflictError, translate_driver_errors
+from storage.errors import (
+    ConfigurationError,
+    DatabaseBusyError,
+    IntegrityConflictError,
+    translate_driver_errors,
+)
 from storage.hooks import HookDecorators, HookRegistry
 from storage.listeners import Change, ChangeListener, is_watched, record, row_values
 from storage.references import missing_parent
@@ -42,6 +48,9 @@ class ModelAccessor(HookDecorators[ModelT]):
         model: a SQLModel class declared with ``table=True`` and a single-column primary key.
         component_name: the name used in routes and in the audit log (e.g. ``"users"``).
         enable_auditing: write an :class:`~storage.auditor.AuditLog` row for every write.
+        database: the :class:`~storage.database.Database` the table lives in; ``None`` (the
+            default) follows :func:`storage.database.get_database` at each call, until
+            :meth:`bind` (``bootstrap(database=...)`` binds the accessors it mounts).
 
     Raises:
         TypeError: ``model`` is not a table model.
@@ -49,9 +58,15 @@ class ModelAccessor(HookDecorators[ModelT]):
     """
 
     def __init__(
-        self, model: type[ModelT], component_name: str, *, enable_auditing: bool = True
+        self,
+        model: type[ModelT],
+        component_name: str,
+        *,
+        enable_auditing: bool = True,
+        database: storage_database.Database | None = None,
     ) -> None:
         shape = RowShape(model)
+        self._database = database
         self.model = model
         self.component = component_name
         self.enable_auditing = enable_auditing
@@ -71,6 +86,29 @@ class ModelAccessor(HookDecorators[ModelT]):
 
     def __repr__(self) -> str:
         return f"ModelAccessor({self.model.__name__}, {self.component!r})"
+
+    @property
+    def database(self) -> storage_database.Database:
+        """The database this accessor reads and writes: the one it was given or bound to, else
+        the default one at the time of the call."""
+        return self._database or storage_database.get_database()
+
+    @property
+    def bound_database(self) -> storage_database.Database | None:
+        """The database given or bound; ``None`` while the accessor follows the default."""
+        return self._database
+
+    def bind(self, database: storage_database.Database) -> None:
+        """Read and write ``database`` from now on (``bootstrap(database=...)`` calls it).
+
+        Raises:
+            ConfigurationError: the accessor already belongs to another database.
+        """
+        if self._database is not None and self._database is not database:
+            raise ConfigurationError(
+                f"{self!r} already uses {self._database!r}; it cannot also use {database!r}"
+            )
+        self._database = database
 
     @property
     def where(self) -> type[ModelT]:
@@ -104,7 +142,7 @@ class ModelAccessor(HookDecorators[ModelT]):
     def get(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
         """The row with primary key ``id``, or ``None`` (also when soft-deleted)."""
         key = self.coerce_key(id)
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             obj = session.get(self.model, key)
             if obj is None or (not include_deleted and self._shape.is_deleted(obj)):
                 return None
@@ -119,9 +157,9 @@ class ModelAccessor(HookDecorators[ModelT]):
         returned belongs to no session.
         """
         parameters = {"key": self.coerce_key(id)}
-        db = database.get_database()
+        db = self.database
         row: dict[str, Any] | None
-        if db.reads_now and database.CURRENT_SESSION.get() is None:
+        if db.reads_now and db.current_session() is None:
             try:
                 row = db.read_now(self._shape.read_by_key, parameters)
                 return self._shape.instance(row, include_deleted=include_deleted)
@@ -131,9 +169,9 @@ class ModelAccessor(HookDecorators[ModelT]):
         return self._shape.instance(row, include_deleted=include_deleted)
 
     def _read_by_key(self, parameters: dict[str, Any]) -> dict[str, Any] | None:
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             row = session.execute(self._shape.select_by_key, parameters).mappings().first()
-        database.get_database().prepare_read_now()  # here, where waiting for a lock is harmless
+        self.database.prepare_read_now()  # here, where waiting for a lock is harmless
         return dict(row) if row is not None else None
 
     def all(
@@ -198,7 +236,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             statement = statement.offset(offset)
         if limit is not None:
             statement = statement.limit(limit)
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             return list(session.scalars(statement).all())
 
     def get_for_update(self, id: Any, *, include_deleted: bool = False) -> ModelT | None:
@@ -209,7 +247,7 @@ class ModelAccessor(HookDecorators[ModelT]):
         check made on the row (a version, a state) still holds when the write happens.
         """
         key = self.coerce_key(id)
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             obj = session.get(self.model, key, with_for_update=True, populate_existing=True)
             if obj is None or (not include_deleted and self._shape.is_deleted(obj)):
                 return None
@@ -222,7 +260,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             .select_from(self.model)
             .where(*self._shape.filters(conditions, include_deleted))
         )
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             return int(session.scalar(statement) or 0)
 
     # -- writes ----------------------------------------------------------------------------
@@ -412,7 +450,7 @@ class ModelAccessor(HookDecorators[ModelT]):
             broken = exc.constraint
             if not written or broken is None or broken.kind != FOREIGN_KEY or broken.name:
                 raise
-            column = missing_parent(self.model.__table__, written)  # type: ignore[attr-defined]
+            column = missing_parent(self.database, self._table, written)
             if column is None:
                 raise
             named = BrokenConstraint(FOREIGN_KEY, column)
@@ -422,12 +460,13 @@ class ModelAccessor(HookDecorators[ModelT]):
 
     @contextmanager
     def _transaction(self) -> Iterator[Session]:
-        current = database.CURRENT_SESSION.get()
+        db = self.database
+        current = db.current_session()
         if current is None:
-            with database.transaction() as session:
+            with db.transaction() as session:
                 yield session
             return
-        if current.info.get(database.SAVEPOINTS_KEY) is False:
+        if current.info.get(storage_database.SAVEPOINTS_KEY) is False:
             with translate_driver_errors():
                 yield current
             return

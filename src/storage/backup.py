@@ -27,7 +27,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-from storage import database
+from storage import database as storage_database
+from storage.database import Database
 from storage.errors import StorageError
 from storage.reflection import database_tables
 
@@ -44,11 +45,17 @@ __all__ = [
 BATCH_SIZE = 1000
 
 
-def write_snapshot(path: str | os.PathLike[str], *, metadata: MetaData | None = None) -> None:
-    """Write a consistent SQLite snapshot of the default database to ``path`` (a new file).
+def write_snapshot(
+    path: str | os.PathLike[str],
+    *,
+    metadata: MetaData | None = None,
+    database: Database | None = None,
+) -> None:
+    """Write a consistent SQLite snapshot of ``database`` to ``path`` (a new file).
 
     Args:
         path: where to write; the file must not exist yet.
+        database: default :func:`storage.database.get_database`.
         metadata: copy only these tables from PostgreSQL/MySQL; default every table of the
             database (see :func:`storage.reflection.database_tables`). A SQLite snapshot
             always holds the whole database file.
@@ -56,21 +63,23 @@ def write_snapshot(path: str | os.PathLike[str], *, metadata: MetaData | None = 
     Raises:
         StorageError: the database could not be read.
     """
-    db = database.get_database()
+    db = database or storage_database.get_database()
     if db.is_sqlite:
-        _backup_sqlite(Path(path))
+        _backup_sqlite(db, Path(path))
     else:
-        _copy_to_sqlite(Path(path), metadata)
+        _copy_to_sqlite(db, Path(path), metadata)
 
 
-def open_snapshot(*, metadata: MetaData | None = None) -> IO[bytes]:
-    """Write a snapshot and return it open for reading at its start.
+def open_snapshot(
+    *, metadata: MetaData | None = None, database: Database | None = None
+) -> IO[bytes]:
+    """Write a snapshot (:func:`write_snapshot`) and return it open for reading at its start.
 
     The file is anonymous: it disappears when the returned object is closed.
     """
     with tempfile.TemporaryDirectory(prefix="storage-backup-") as directory:
         path = Path(directory) / "snapshot.sqlite"
-        write_snapshot(path, metadata=metadata)
+        write_snapshot(path, metadata=metadata, database=database)
         snapshot = tempfile.TemporaryFile()
         try:
             with path.open("rb") as written:
@@ -82,10 +91,10 @@ def open_snapshot(*, metadata: MetaData | None = None) -> IO[bytes]:
     return snapshot
 
 
-def _backup_sqlite(path: Path) -> None:
+def _backup_sqlite(db: Database, path: Path) -> None:
     target = sqlite3.connect(path, isolation_level=None)
     try:
-        with database.get_database().raw_connection() as live:
+        with db.raw_connection() as live:
             # One step (pages=-1) holds a single read transaction on the source: a consistent
             # copy that writers in WAL mode do not wait for.
             live.backup(target)
@@ -97,10 +106,10 @@ def _backup_sqlite(path: Path) -> None:
         target.close()
 
 
-def _copy_to_sqlite(path: Path, metadata: MetaData | None) -> None:
+def _copy_to_sqlite(db: Database, path: Path, metadata: MetaData | None) -> None:
     target_engine = sqlite_file_engine(path)
     try:
-        with database.get_database().snapshot_read() as source:
+        with db.snapshot_read() as source:
             if metadata is None:
                 # The database's own catalogue, not SQLModel.metadata: a script that imports
                 # no models (a cron backup) would otherwise copy the audit log alone.

@@ -8,11 +8,14 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from storage import chain, database, restore
+from storage import chain, restore
+from storage import database as storage_database
 from storage.accessor import ModelAccessor
 from storage.auditor import AUDIT_TABLE
+from storage.database import Database
 from storage.errors import ConfigurationError, translate_driver_errors
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.readiness import SchemaCheck
@@ -37,28 +40,33 @@ def prepare_database(
     create_tables: bool = True,
     auto_migrate: bool = False,
     sqlite_synchronous: str | None = None,
+    database: Database | None = None,
 ) -> None:
     """Configure the URL, then create missing tables or apply the additive migrations, and
     the audit chain's head row (:func:`storage.chain.ensure_head`).
+
+    ``database`` is the :class:`~storage.database.Database` to prepare (default
+    :func:`storage.database.get_database`); ``database_url`` and ``sqlite_synchronous``
+    configure it.
 
     Raises:
         ConfigurationError: the database is already in use with another URL or setting.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
     """
+    db = database or storage_database.get_database()
     if database_url is not None:
-        database.set_database_url(database_url)
+        db.set_url(database_url)
     if sqlite_synchronous is not None:
-        database.get_database().set_sqlite_synchronous(sqlite_synchronous)
-    with database.get_database().schema_lock():  # processes starting at once take turns
-        _prepare(auto_migrate=auto_migrate, create_tables=create_tables)
-        with translate_driver_errors(), database.get_engine().begin() as connection:
+        db.set_sqlite_synchronous(sqlite_synchronous)
+    with db.schema_lock():  # processes starting at once take turns
+        _prepare(db.engine, auto_migrate=auto_migrate, create_tables=create_tables)
+        with translate_driver_errors(), db.engine.begin() as connection:
             chain.ensure_head(connection, AUDIT_TABLE)
     for leftover in restore.remove_leftovers():
         logger.info("removed %s, left by a restore that did not finish", leftover)
 
 
-def _prepare(*, auto_migrate: bool, create_tables: bool) -> None:
-    engine = database.get_engine()
+def _prepare(engine: Engine, *, auto_migrate: bool, create_tables: bool) -> None:
     if auto_migrate:
         plan = apply_sqlmodel_migrations(engine=engine)
         for step in plan.steps:
@@ -92,6 +100,7 @@ def bootstrap(
     console: bool | str = False,
     metrics: bool | StorageMetrics = False,
     operation_names: Mapping[str, tuple[str, str]] | None = None,
+    database: Database | None = None,
     **router_options: Any,
 ) -> None:
     """Set up storage for a FastAPI app (or, with no app, only the database).
@@ -127,18 +136,28 @@ def bootstrap(
         operation_names: per component, the ``(singular, plural)`` nouns of its CRUD
             routes' OpenAPI operation ids (``{"people": ("person", "people")}``); the others
             are derived from the model's name and the component (docs/clients.md).
+        database: the :class:`~storage.database.Database` of this app (default
+            :func:`storage.database.get_database`); ``database_url`` and
+            ``sqlite_synchronous`` configure it, the accessors are bound to it
+            (:meth:`ModelAccessor.bind`) and the routes serve it. The programs extension
+            runs on the default database only.
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
     Raises:
-        ConfigurationError: the database is already in use with another URL, or ``programs``
-            without the programs extension's entry point.
+        ConfigurationError: the database is already in use with another URL, an accessor
+            belongs to another database, or ``programs`` without the programs extension's
+            entry point or with a ``database`` that is not the default one.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
         MissingDependencyError: ``metrics`` without prometheus-client installed.
     """
     accessors = list(accessors)
     extensions = list(extensions)
+    if database is not None:
+        for accessor in accessors:
+            accessor.bind(database)
     if programs is not None:
+        _check_programs_database(database)
         # The programs package plugs in through an entry point: storage never imports it.
         # Building the extension registers the program tables before they are created below.
         extensions.append(
@@ -154,9 +173,10 @@ def bootstrap(
         create_tables=create_tables,
         auto_migrate=auto_migrate,
         sqlite_synchronous=sqlite_synchronous,
+        database=database,
     )
     if app is not None and metrics is not False:
-        _serve_metrics(app, metrics, router_options.get("auth"))
+        _serve_metrics(app, metrics, router_options.get("auth"), database)
     for extension in extensions:
         extension(app)
     if app is None:
@@ -179,9 +199,10 @@ def bootstrap(
         )
         app.include_router(router)
     if enable_db_router:
-        schema = SchemaCheck()
+        schema = SchemaCheck(database=database)
         schema.refresh()  # at startup, once every table exists: /db/ready reads the result
-        app.include_router(build_db_router(auth=router_options.get("auth"), schema_check=schema))
+        auth = router_options.get("auth")
+        app.include_router(build_db_router(auth=auth, schema_check=schema, database=database))
     if console:
         from storage.console import mount_console
 
@@ -199,9 +220,21 @@ def _plugin(name: str) -> Callable[..., Callable[[FastAPI | None], None]]:
     )
 
 
-def _serve_metrics(app: FastAPI, metrics: bool | StorageMetrics, auth: Any) -> None:
+def _check_programs_database(given: Database | None) -> None:
+    if given is not None and given is not storage_database.get_database():
+        raise ConfigurationError(
+            "the programs extension runs on the default database: configure it with "
+            "bootstrap(database_url=...) (or storage.database.set_default_database) instead "
+            "of passing another database"
+        )
+
+
+def _serve_metrics(
+    app: FastAPI, metrics: bool | StorageMetrics, auth: Any, database: Database | None
+) -> None:
     from storage.metrics import StorageMetrics, install
 
     if not isinstance(metrics, StorageMetrics):
-        metrics = StorageMetrics(multiprocess_dir=os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        metrics = StorageMetrics(multiprocess_dir=directory, database=database)
     install(app, metrics, dependencies=list(auth.read) if auth is not None else ())

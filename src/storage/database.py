@@ -3,7 +3,9 @@
 A :class:`Database` owns one engine and the rules for using it. The module-level functions
 (:func:`set_database_url`, :func:`get_engine`, :func:`transaction`, :func:`use_session`) are thin
 wrappers over a default instance kept in this module, so ``importlib.reload(storage.database)``
-yields a fresh, unconfigured database. Other modules read ``database.X`` at call time.
+yields a fresh, unconfigured database. Other modules read ``database.X`` at call time. Every
+other part of the library also takes a :class:`Database` object (``database=``) and uses the
+default one when given none, so several databases can live in one process.
 
 On SQLite every connection gets ``foreign_keys=ON``, a busy timeout and (for files) the WAL
 journal. Write transactions begin with ``BEGIN IMMEDIATE`` and, inside one process, take a
@@ -46,6 +48,7 @@ __all__ = [
     "get_engine",
     "read_session",
     "set_database_url",
+    "set_default_database",
     "transaction",
     "use_session",
 ]
@@ -163,6 +166,21 @@ class Database:
         # One writer at a time inside this process (SQLite only); other processes are kept
         # in order by BEGIN IMMEDIATE and the busy timeout.
         self._writer_lock = threading.RLock()
+        # The session of the transaction in progress on this database, per thread and task;
+        # the default database's is the module's CURRENT_SESSION.
+        self._sessions: ContextVar[Session | None] = ContextVar("storage_session", default=None)
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @property
+    def _session_var(self) -> ContextVar[Session | None]:
+        return CURRENT_SESSION if self is _default else self._sessions
+
+    def current_session(self) -> Session | None:
+        """The session of the transaction in progress on this database in this thread or
+        task (:meth:`transaction`, :meth:`use_session`), or ``None``."""
+        return self._session_var.get()
 
     @property
     def url(self) -> str:
@@ -451,7 +469,7 @@ class Database:
                 statements per write, for blocks that let any error end the transaction
                 (a route handler). Ignored when joining an outer transaction.
         """
-        current = CURRENT_SESSION.get()
+        current = self.current_session()
         if current is not None:
             yield current
             return
@@ -471,7 +489,7 @@ class Database:
         ends (rolled back when it raises), so accessor writes are never silently lost; the
         caller still owns and closes it.
         """
-        current = CURRENT_SESSION.get()
+        current = self.current_session()
         if session is None or session is current:
             with self.transaction() as joined:
                 yield joined
@@ -481,7 +499,8 @@ class Database:
 
     @contextmanager
     def _current(self, session: Session, *, owned: bool) -> Iterator[None]:
-        token = CURRENT_SESSION.set(session)
+        sessions = self._session_var
+        token = sessions.set(session)
         try:
             with translate_driver_errors():
                 try:
@@ -491,14 +510,14 @@ class Database:
                     session.rollback()
                     raise
         finally:
-            CURRENT_SESSION.reset(token)
+            sessions.reset(token)
             if owned:
                 session.close()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
         """The current session, or a short read-only one that takes no write lock."""
-        current = CURRENT_SESSION.get()
+        current = self.current_session()
         if current is not None:
             with translate_driver_errors():
                 yield current
@@ -517,6 +536,19 @@ _default = Database()
 def get_database() -> Database:
     """The default :class:`Database` that the module-level functions use."""
     return _default
+
+
+def set_default_database(db: Database) -> Database:
+    """Make ``db`` the default database (the one the module-level functions and every part
+    given no ``database=`` use) and return the one it replaces, which stays usable.
+
+    For tests and tools that switch databases; call it while no transaction is in progress.
+    An app with one database configures it with :func:`set_database_url` (or ``bootstrap``)
+    instead, and one with several passes each :class:`Database` where it is used.
+    """
+    global _default
+    previous, _default = _default, db
+    return previous
 
 
 def set_database_url(url: str) -> None:

@@ -17,8 +17,10 @@ from typing import Any
 
 from sqlalchemy import text
 
-from storage import backup, database, diagram, errors, export
+from storage import backup, diagram, errors, export
+from storage import database as storage_database
 from storage.auditor import AuditLog, audit_filters, newest_first
+from storage.database import Database
 from storage.restore import restore_upload
 
 __all__ = [
@@ -65,11 +67,25 @@ class DatabaseService:
     Args:
         audit_default_limit: rows :meth:`read_audit` returns when no ``limit`` is given.
         audit_max_limit: the most rows it returns.
+        database: the database served; default :func:`storage.database.get_database`, at
+            each call.
     """
 
-    def __init__(self, *, audit_default_limit: int = 100, audit_max_limit: int = 1000) -> None:
+    def __init__(
+        self,
+        *,
+        audit_default_limit: int = 100,
+        audit_max_limit: int = 1000,
+        database: Database | None = None,
+    ) -> None:
         self.audit_default_limit = audit_default_limit
         self.audit_max_limit = audit_max_limit
+        self._database = database
+
+    @property
+    def database(self) -> Database:
+        """The database given, else the default one at the time of the call."""
+        return self._database or storage_database.get_database()
 
     def health(self) -> dict[str, str]:
         """``{"status": "ok"}`` once a query ran on the database.
@@ -78,7 +94,7 @@ class DatabaseService:
             OperationalError: the database cannot be reached.
         """
         with _translated():
-            with database.read_session() as session:
+            with self.database.read_session() as session:
                 session.execute(text("SELECT 1"))
         return {"status": "ok"}
 
@@ -107,7 +123,7 @@ class DatabaseService:
                 until=until,
             )
             statement = newest_first(conditions, offset=offset, limit=limit)
-            with database.read_session() as session:
+            with self.database.read_session() as session:
                 return list(session.scalars(statement).all())
 
     def schema_diagram_svg(self) -> bytes:
@@ -117,18 +133,18 @@ class DatabaseService:
             DependencyError: the ``diagram`` extra is not installed.
         """
         with _translated():
-            return diagram.render_svg()
+            return diagram.render_svg(database=self.database)
 
     def export_zip(self) -> bytes:
         """Every table as ``{table}.csv`` in one zip."""
         buffer = io.BytesIO()
         with _translated():
-            export.write_export(buffer)
+            export.write_export(buffer, database=self.database)
         return buffer.getvalue()
 
     def backup_sqlite(self) -> dict[str, Any]:
         """A consistent snapshot: ``{"filename": "backup-<UTC time>.sqlite", "data": bytes}``."""
-        with _translated(), backup.open_snapshot() as snapshot:
+        with _translated(), backup.open_snapshot(database=self.database) as snapshot:
             data = snapshot.read()
         return {"filename": f"backup-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.sqlite", "data": data}
 
@@ -156,6 +172,7 @@ class DatabaseService:
                 actor=actor,
                 integrity_check=integrity_check,
                 dry_run=dry_run,
+                database=self.database,
             )
         return {"status": "ok", "restored": summary.restored, "bytes": summary.bytes}
 

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Table
 from sqlmodel import SQLModel
 
-from storage import database
+from storage import database as storage_database
+from storage.database import Database
 from storage.errors import MissingDependencyError, StorageError
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ _TIMEOUT = 60.0
 _BUNDLED_DOT = "graphviz-pure"
 
 
-def render_svg() -> bytes:
-    """The diagram of every table of the models, as SVG.
+def render_svg(*, database: Database | None = None) -> bytes:
+    """The diagram of every table of the models, as SVG (column types as ``database``, default
+    :func:`storage.database.get_database`, names them).
 
     Each table lists its columns with their types; primary keys are marked ``(PK)``, foreign
     keys ``(FK)``, and a line joins each foreign key to the table it points to.
@@ -56,7 +58,7 @@ def render_svg() -> bytes:
     graph = create_schema_graph(
         # Passing the tables keeps it from reflecting the live database into our metadata;
         # the engine only names the column types in its dialect.
-        engine=database.get_engine(),
+        engine=(database or storage_database.get_database()).engine,
         metadata=SQLModel.metadata,
         tables=tables,
         show_datatypes=True,

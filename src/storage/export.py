@@ -20,9 +20,10 @@ from typing import IO, Any
 from sqlalchemy import Connection, Table, select
 from sqlmodel import SQLModel
 
-from storage import database
+from storage import database as storage_database
 from storage.backup import BATCH_SIZE, existing_tables
 from storage.csvformat import ColumnCodec
+from storage.database import Database
 
 __all__ = ["iter_export", "open_export", "write_export", "write_table_csv"]
 
@@ -30,40 +31,50 @@ _SPOOL_BYTES = 8 << 20  # an export larger than this goes to disk
 CHUNK_BYTES = 1 << 16
 
 
-def iter_export(chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The export zip in pieces of about ``chunk_bytes``, each given out as soon as it is
-    written: the first bytes are ready after the first batch of rows, not after the last.
+def iter_export(
+    chunk_bytes: int = CHUNK_BYTES, *, database: Database | None = None
+) -> Iterator[bytes]:
+    """The export zip of ``database`` (default :func:`storage.database.get_database`) in
+    pieces of about ``chunk_bytes``, each given out as soon as it is written: the first bytes
+    are ready after the first batch of rows, not after the last.
 
     The read transaction stays open until the generator is exhausted or closed.
     """
     sink = _Sink()
-    for _ in _write(sink, {}):
+    for _ in _write(database, sink, {}):
         if sink.size >= chunk_bytes:
             yield sink.take()
     if sink.size:
         yield sink.take()  # the end of the last file and the zip's central directory
 
 
-def write_export(target: IO[bytes], *, tables: Sequence[Table] | None = None) -> dict[str, int]:
+def write_export(
+    target: IO[bytes],
+    *,
+    tables: Sequence[Table] | None = None,
+    database: Database | None = None,
+) -> dict[str, int]:
     """Write every table of the models that exists in the database as CSV into a zip.
 
     Args:
         target: a binary file open for writing.
         tables: only these (those that exist); default every table of the models.
+        database: default :func:`storage.database.get_database`.
 
     Returns the number of rows written per table.
     """
     counts: dict[str, int] = {}
-    for _ in _write(target, counts, tables):
+    for _ in _write(database, target, counts, tables):
         pass
     return counts
 
 
-def open_export() -> IO[bytes]:
-    """The export zip in a spooled temporary file, open for reading at its start."""
+def open_export(*, database: Database | None = None) -> IO[bytes]:
+    """The export zip (:func:`write_export`) in a spooled temporary file, open for reading at
+    its start."""
     spooled = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)
     try:
-        write_export(spooled)
+        write_export(spooled, database=database)
     except BaseException:
         spooled.close()
         raise
@@ -72,12 +83,15 @@ def open_export() -> IO[bytes]:
 
 
 def _write(
-    target: IO[bytes] | _Sink, counts: dict[str, int], only: Sequence[Table] | None = None
+    db: Database | None,
+    target: IO[bytes] | _Sink,
+    counts: dict[str, int],
+    only: Sequence[Table] | None = None,
 ) -> Iterator[None]:
     # Yields after each batch of rows, so that iter_export can hand out what is written.
     names = None if only is None else {table.name for table in only}
     with (
-        database.get_database().snapshot_read() as connection,
+        (db or storage_database.get_database()).snapshot_read() as connection,
         zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED) as archive,
     ):
         for table in existing_tables(connection, SQLModel.metadata):

@@ -35,11 +35,13 @@ from sqlalchemy import Column, Connection, Table, bindparam, delete, insert, sel
 from sqlalchemy import exc as sa_exc
 from sqlmodel import Session, SQLModel
 
-from storage import changes, database
+from storage import changes
+from storage import database as storage_database
 from storage.auditor import audit_row, write_audit_rows
 from storage.backup import BATCH_SIZE, reset_sequences
 from storage.cascades import audit_rows_of
 from storage.csvformat import ColumnCodec, show_value
+from storage.database import Database
 from storage.errors import ConflictError, ValidationError, translate
 from storage.relations import children_of
 from storage.rows import SOFT_DELETE_COLUMN
@@ -111,8 +113,10 @@ def import_upload(
     dry_run: bool = False,
     limits: ImportLimits | None = None,
     cancelled: threading.Event | None = None,
+    database: Database | None = None,
 ) -> ImportSummary:
-    """Load an export zip, or one CSV file of ``table``, into the default database.
+    """Load an export zip, or one CSV file of ``table``, into ``database`` (default
+    :func:`storage.database.get_database`).
 
     Args:
         upload: a seekable file holding a zip of ``{table}.csv`` files or a single CSV.
@@ -123,6 +127,7 @@ def import_upload(
         limits: how much it may read (:class:`storage.uploads.ImportLimits`; the defaults
             when left out).
         cancelled: once set (its client went away), the import stops and rolls back.
+        database: where to import; default :func:`storage.database.get_database`.
 
     Raises:
         PayloadTooLargeError: more text or rows than the limits allow.
@@ -134,7 +139,8 @@ def import_upload(
     counts: dict[str, int] = {}
     skipped: list[str] = []
     bounded = BoundedText(limits or ImportLimits(), cancelled)
-    with ExitStack() as stack, _WIDE_FIELDS, database.transaction() as session:
+    db = database or storage_database.get_database()
+    with ExitStack() as stack, _WIDE_FIELDS, db.transaction() as session:
         sources = _sources(upload, table, stack, skipped, bounded.limits)
         # A savepoint, so that a dry run rolls back even inside a caller's transaction.
         try:

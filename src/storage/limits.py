@@ -69,14 +69,14 @@ class RecordCap:
     def transaction(self, *, savepoints: bool = True) -> Iterator[Session]:
         """A write transaction in which :meth:`check` holds until the commit (``savepoints``:
         see :meth:`storage.database.Database.transaction`)."""
-        db = database.get_database()
+        db = self.accessor.database
         dialect = db.engine.dialect.name
-        nested = database.CURRENT_SESSION.get() is not None
+        nested = db.current_session() is not None
         if self.max_records is not None and dialect in _MYSQL_DIALECTS and not nested:
             with self._named_lock_transaction(db, savepoints) as session:
                 yield session
             return
-        with database.transaction(savepoints=savepoints) as session:
+        with db.transaction(savepoints=savepoints) as session:
             if self.max_records is not None and dialect == "postgresql":
                 table = self.accessor.model.__table__
                 quoted = session.get_bind().dialect.identifier_preparer.format_table(table)
@@ -118,7 +118,7 @@ class RecordCap:
                 session = Session(connection, expire_on_commit=False)
                 session.info[database.SAVEPOINTS_KEY] = savepoints
                 try:
-                    with database.use_session(session):
+                    with db.use_session(session):
                         yield session
                 finally:
                     session.close()

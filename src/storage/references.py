@@ -4,17 +4,18 @@ column whose value names no existing parent row."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from storage import database
+if TYPE_CHECKING:
+    from storage.database import Database
 
 __all__ = ["missing_parent"]
 
 
-def missing_parent(table: Table, written: Iterable[Any]) -> str | None:
+def missing_parent(db: Database, table: Table, written: Iterable[Any]) -> str | None:
     """``table.column`` of the first foreign key (of one column) for which a value among
     ``written`` (model instances, or mappings of column values) has no parent row in the
     committed data; ``None`` when every parent exists or the database cannot be asked. One
@@ -29,7 +30,7 @@ def missing_parent(table: Table, written: Iterable[Any]) -> str | None:
             continue
         try:
             # A connection of its own: the write's session failed and must not be used.
-            with database.get_database().read_engine().connect() as connection:
+            with db.read_engine().connect() as connection:
                 found = set(connection.scalars(select(target).where(target.in_(values))))
         except SQLAlchemyError:
             return None  # the write's own error stands as it is

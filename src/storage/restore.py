@@ -33,9 +33,11 @@ from sqlalchemy import Connection, MetaData, Table, delete, insert
 from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
 
-from storage import chain, changes, database
+from storage import chain, changes
+from storage import database as storage_database
 from storage.auditor import AUDIT_TABLE, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
+from storage.database import Database
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError, translate
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.processes import is_running
@@ -77,8 +79,9 @@ def restore_upload(
     integrity_check: bool = True,
     dry_run: bool = False,
     metadata: MetaData | None = None,
+    database: Database | None = None,
 ) -> RestoreSummary:
-    """Check an uploaded snapshot and, unless ``dry_run``, restore it into the default database.
+    """Check an uploaded snapshot and, unless ``dry_run``, restore it into ``database``.
 
     Args:
         upload: the file, read from its current position in chunks.
@@ -88,6 +91,7 @@ def restore_upload(
         dry_run: check only; the live database is not touched.
         metadata: the app's tables, which the file must hold and which are replaced; default
             ``SQLModel.metadata``.
+        database: the live database; default :func:`storage.database.get_database`.
 
     Raises:
         PayloadTooLargeError: the file is larger than ``max_bytes``.
@@ -112,10 +116,11 @@ def restore_upload(
                 after={"bytes": size, "tables": tables},
             )
             _log_chain(path)
-            if database.get_database().is_sqlite:
-                _restore_sqlite(path, record)
+            db = database or storage_database.get_database()
+            if db.is_sqlite:
+                _restore_sqlite(db, path, record)
             else:
-                _restore_server(path, record, metadata)
+                _restore_server(db, path, record, metadata)
     if not dry_run:
         changes.notify_database_restored()
     return summary
@@ -192,8 +197,7 @@ def upgrade_snapshot(path: Path, metadata: MetaData) -> list[str]:
     return steps
 
 
-def _restore_sqlite(path: Path, record: dict[str, Any]) -> None:
-    db = database.get_database()
+def _restore_sqlite(db: Database, path: Path, record: dict[str, Any]) -> None:
     with db.raw_connection() as live:
         page_size = live.execute("PRAGMA page_size").fetchone()[0]
     try:
@@ -260,13 +264,13 @@ def _write_audit_row(path: Path, record: dict[str, Any]) -> None:
         engine.dispose()
 
 
-def _restore_server(path: Path, record: dict[str, Any], metadata: MetaData) -> None:
+def _restore_server(db: Database, path: Path, record: dict[str, Any], metadata: MetaData) -> None:
     # The chain's head stays: locked first, it keeps audit writers out until the commit, and
     # then follows the backup's last audit row.
     tables = [table for table in metadata.sorted_tables if table.name != chain.HEAD.name]
     source_engine = sqlite_file_engine(path)
     try:
-        with source_engine.connect() as source, database.transaction() as session:
+        with source_engine.connect() as source, db.transaction() as session:
             target = session.connection()
             chain.lock_head(target, AUDIT_TABLE)
             for table in reversed(tables):

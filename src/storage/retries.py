@@ -37,7 +37,7 @@ def retry_on_deadlock(function: Callable[P, T]) -> Callable[P, T]:
             try:
                 return function(*args, **kwargs)
             except DatabaseBusyError as exc:
-                joined = database.CURRENT_SESSION.get() is not None
+                joined = database.get_database().current_session() is not None
                 if joined or attempt >= _ATTEMPTS or not is_deadlock(exc):
                     raise
             time.sleep(random.uniform(0.005, 0.03) * attempt)

@@ -24,8 +24,10 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import func, select
 
-from storage import backup, database, diagram, export, importer, restore
+from storage import backup, diagram, export, importer, restore
+from storage import database as storage_database
 from storage.auditor import AuditLog, audit_filters, newest_first
+from storage.database import Database
 from storage.endpoints import typed_endpoint
 from storage.errors import ValidationError
 from storage.http import (
@@ -44,7 +46,7 @@ from storage.importer import ImportMode, ImportSummary
 from storage.openapi import TOTAL_COUNT, file_response
 from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
-from storage.streams import add_change_stream, feed_lifespan
+from storage.streams import add_change_stream, feed_lifespan_of
 from storage.uploads import ImportLimits
 from storage.verification import ChainReport, verify_chain
 
@@ -108,8 +110,9 @@ def build_db_router(
     max_import_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     import_limits: ImportLimits | None = None,
     schema_check: SchemaCheck | None = None,
+    database: Database | None = None,
 ) -> APIRouter:
-    """Build the ``/db`` router.
+    """Build the ``/db`` router of ``database``.
 
     Args:
         audit_default_limit: rows ``GET /db/audit`` returns when no ``limit`` is given.
@@ -123,6 +126,8 @@ def build_db_router(
             :class:`storage.uploads.ImportLimits`).
         schema_check: what ``GET /db/ready`` compares the tables with (default: every model,
             compared at the first probe; ``bootstrap`` passes one computed at startup).
+        database: the database the routes serve; default
+            :func:`storage.database.get_database`, at each request.
 
     Raises:
         ValueError: a limit is not positive, or the default limit exceeds the maximum.
@@ -132,15 +137,19 @@ def build_db_router(
     if max_restore_bytes < 1 or max_import_bytes < 1:
         raise ValueError("upload limits must be positive")
     auth = auth or RouteAuth()
-    routes = _DatabaseRoutes(schema_check or SchemaCheck(), import_limits, max_restore_bytes)
+    schema = schema_check or SchemaCheck(database=database)
+    routes = _DatabaseRoutes(database, schema, import_limits, max_restore_bytes)
     guards = {
         "read": list(auth.read),
         "write": list(auth.write),
         "admin": auth.admin_guards,
         "replace": auth.replacing_guards(),
     }
-    router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=feed_lifespan)
-    add_change_stream(router, "/changes", dependencies=guards["read"], name="db_changes")
+    lifespan = feed_lifespan_of(database)
+    router = APIRouter(prefix="/db", tags=["db"], route_class=StorageRoute, lifespan=lifespan)
+    add_change_stream(
+        router, "/changes", dependencies=guards["read"], name="db_changes", database=database
+    )
     limit = Query(audit_default_limit, ge=1, le=audit_max_limit)
     endpoints = {"audit": typed_endpoint(routes.audit, limit=(int, limit))}
     uploads = {"import_csv": max_import_bytes, "restore_sqlite": max_restore_bytes}
@@ -214,18 +223,28 @@ class _DatabaseRoutes:
     """The endpoint bodies of ``build_db_router``, with the options they need."""
 
     def __init__(
-        self, schema: SchemaCheck, import_limits: ImportLimits | None, max_restore_bytes: int
+        self,
+        database: Database | None,
+        schema: SchemaCheck,
+        import_limits: ImportLimits | None,
+        max_restore_bytes: int,
     ) -> None:
+        self._database = database
         self.schema = schema
         self.import_limits = import_limits
         self.max_restore_bytes = max_restore_bytes
+
+    @property
+    def db(self) -> Database:
+        """The database given to the router, else the default one at the time of the call."""
+        return self._database or storage_database.get_database()
 
     # -- probes ----------------------------------------------------------------------------
 
     def health(self) -> HealthStatus:
         """Run a query on the database; 503 when it cannot be reached."""
-        check_reachable()
-        return HealthStatus(backend=backend_name())
+        check_reachable(self.db)
+        return HealthStatus(backend=backend_name(self.db))
 
     async def live(self) -> Liveness:
         """The process answers (liveness); the database is not asked."""
@@ -234,9 +253,9 @@ class _DatabaseRoutes:
     def ready(self) -> Readiness:
         """The database answers and its tables match the models (readiness); 503 with the
         reason otherwise."""
-        check_reachable()
+        check_reachable(self.db)
         self.schema.check()
-        return Readiness(backend=backend_name())
+        return Readiness(backend=backend_name(self.db))
 
     async def allowed(self) -> Response:
         return Response(status_code=204)
@@ -272,7 +291,7 @@ class _DatabaseRoutes:
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
         statement = newest_first(conditions, offset=offset, limit=limit)
-        with database.read_session() as session:
+        with self.db.read_session() as session:
             rows = session.scalars(statement).all()
             total = session.scalar(select(func.count()).select_from(AuditLog).where(*conditions))
         response.headers["X-Total-Count"] = str(total or 0)
@@ -281,11 +300,11 @@ class _DatabaseRoutes:
     def audit_verify(self) -> ChainReport:
         """Check the audit log's hash chain from its first row to its head, in pages: ``ok``,
         or the first broken row and what is wrong with it; ``head`` is the last row's hash."""
-        return verify_chain()
+        return verify_chain(database=self.db)
 
     def diagram_svg(self) -> Response:
         """The schema as an SVG diagram; 503 with an install hint when no dot program is found."""
-        return Response(diagram.render_svg(), media_type=_SVG)
+        return Response(diagram.render_svg(database=self.db), media_type=_SVG)
 
     # -- downloads -------------------------------------------------------------------------
 
@@ -294,7 +313,7 @@ class _DatabaseRoutes:
 
         Sent while it is written, so the first bytes leave at once whatever the size.
         """
-        chunks = export.iter_export()
+        chunks = export.iter_export(database=self.db)
         # The first piece here: an error opening the read (database unreachable) still gets
         # its status code, before the response has begun.
         first = next(chunks, b"")
@@ -303,7 +322,7 @@ class _DatabaseRoutes:
 
     def backup_sqlite(self) -> StreamingResponse:
         """A consistent snapshot of the database as one SQLite file."""
-        snapshot = backup.open_snapshot()
+        snapshot = backup.open_snapshot(database=self.db)
         return _stream(snapshot, _SQLITE, f"backup-{_stamp()}.sqlite")
 
     # -- uploads ---------------------------------------------------------------------------
@@ -332,6 +351,7 @@ class _DatabaseRoutes:
                 dry_run=dry_run,
                 limits=self.import_limits,
                 cancelled=gone,
+                database=self.db,
             )
 
     async def restore_sqlite(
@@ -356,6 +376,7 @@ class _DatabaseRoutes:
                 max_bytes=self.max_restore_bytes,
                 integrity_check=integrity_check,
                 dry_run=dry_run,
+                database=self.db,
             )
 
 

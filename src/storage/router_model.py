@@ -31,7 +31,6 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
-from storage import database
 from storage.accessor import ModelAccessor
 from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
 from storage.endpoints import typed_endpoint
@@ -58,7 +57,7 @@ from storage.openapi import resource_names
 from storage.query import ModelQuery
 from storage.rows import SOFT_DELETE_COLUMN
 from storage.schemas import CrudSchemas, crud_schemas
-from storage.streams import add_change_stream, feed_lifespan
+from storage.streams import add_change_stream, feed_lifespan_of
 from storage.uniqueness import unique_sets
 
 __all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "LIST_PARAMETERS", "build_crud_router", "get_actor"]
@@ -120,7 +119,7 @@ def build_crud_router(
         prefix=f"/{component}",
         tags=list(tags or [component]),
         route_class=StorageRoute,
-        lifespan=feed_lifespan,
+        lifespan=feed_lifespan_of(accessor.bound_database),
     )
     if accessor.enable_auditing:  # the stream is the audit log: none without it
         # Before "/{id}", which would take "changes" for an id.
@@ -131,6 +130,7 @@ def build_crud_router(
             dependencies=list(guard.read),
             name=f"{component}_changes",
             operation_id=f"{one_name}_changes",
+            database=accessor.bound_database,
         )
     key, one = routes.key_annotation, schemas.read
     types, options = _signatures(routes, default_limit, max_limit), _route_options(routes)
@@ -216,7 +216,7 @@ class _CrudRoutes:
         count: Annotated[bool, Query(description="Send X-Total-Count.")] = False,
     ) -> Response:
         """Records as a JSON array, filtered (``field__op=value``), sorted and paged."""
-        dialect = _dialect()
+        dialect = self._dialect()
         conditions = self.query.filters(request.query_params.multi_items(), dialect=dialect)
         keys = self.query.sort(sort)
         page = list(conditions)
@@ -309,7 +309,7 @@ class _CrudRoutes:
     ) -> Response:
         """Change the fields sent; the others keep their values."""
         key = self._key(id)
-        with _hook_errors(), database.transaction(savepoints=False) as session:
+        with _hook_errors(), self.accessor.database.transaction(savepoints=False) as session:
             current = self._require(self.accessor.get_for_update(key), id)
             self._check_preconditions(current, if_match_header, None)
             updated = self._update(session, key, body.model_dump(exclude_unset=True), actor)
@@ -318,7 +318,7 @@ class _CrudRoutes:
     def delete_record(self, id: Any, actor: Actor, if_match_header: IfMatch = None) -> Response:
         """Soft-delete the record when the model has ``deleted_at``, else delete it (204)."""
         key = self._key(id)
-        with _hook_errors(), database.transaction(savepoints=False):
+        with _hook_errors(), self.accessor.database.transaction(savepoints=False):
             current = self._require(self.accessor.get_for_update(key), id)
             self._check_preconditions(current, if_match_header, None)
             self.accessor.delete(key, actor=actor)
@@ -331,7 +331,7 @@ class _CrudRoutes:
         if not self.accessor.soft_delete:
             raise SoftDeleteNotSupported(f"{self.accessor.component} has no deleted records")
         key = self._key(id)
-        with _hook_errors(), database.transaction(savepoints=False):
+        with _hook_errors(), self.accessor.database.transaction(savepoints=False):
             current = self._require(self.accessor.get_for_update(key, include_deleted=True), id)
             if getattr(current, SOFT_DELETE_COLUMN) is None:
                 raise ConflictError(
@@ -369,7 +369,7 @@ class _CrudRoutes:
             if any(value is None for value in values):
                 continue
             same = [column == value for column, value in zip(columns, values, strict=True)]
-            with database.read_session() as session:
+            with self.accessor.database.read_session() as session:
                 holders = session.execute(select(key_column, deleted_at).where(*same)).all()
             if any(deleted is None for _, deleted in holders):
                 continue  # a live row holds it: the plain 409 says so
@@ -387,7 +387,10 @@ class _CrudRoutes:
             key = self.accessor.coerce_key(id)
         except ValueError:
             raise ValidationError(f"{id!r} is not a valid {self.accessor.primary_key}") from None
-        return self.query.check_key(key, dialect=_dialect())
+        return self.query.check_key(key, dialect=self._dialect())
+
+    def _dialect(self) -> str:
+        return self.accessor.database.engine.dialect.name
 
     def _require(self, obj: Any, id: Any) -> Any:
         if obj is None:
@@ -494,7 +497,3 @@ def _hook_errors() -> Iterator[None]:
         yield
     except ValueError as exc:
         raise ValidationError(str(exc) or "the record was refused") from exc
-
-
-def _dialect() -> str:
-    return database.get_engine().dialect.name

@@ -17,8 +17,8 @@ from __future__ import annotations
 import signal
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.params import Depends as DependsParam
@@ -26,9 +26,13 @@ from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, ServerSentEvent, format_sse_event
 
 from storage.changes import ChangeEvent
+from storage.endpoints import typed_endpoint
 from storage.errors import DatabaseUnavailableError, ValidationError
 from storage.feed import ChangeFeed, close_all, get_feed
 from storage.http import StorageRoute
+
+if TYPE_CHECKING:
+    from storage.database import Database
 
 __all__ = [
     "STREAM_DESCRIPTION",
@@ -44,8 +48,10 @@ __all__ = [
     "encode_event",
     "feed_position",
     "feed_lifespan",
+    "feed_lifespan_of",
     "parse_cursor",
     "resume_after",
+    "resume_after_in",
 ]
 
 RETRY_MS = 2000  # how soon a browser reconnects after the stream broke
@@ -90,29 +96,39 @@ def parse_cursor(value: str | None, parts: int = 1) -> tuple[int, ...] | None:
     return numbers
 
 
-async def feed_position() -> int:
+async def feed_position(database: Database | None = None) -> int:
     """The change feed's head, starting it if need be: where a stream "from now" starts.
+
+    Args:
+        database: whose audit log; default :func:`storage.database.get_database`.
 
     Raises:
         DatabaseUnavailableError: the feed cannot read the audit log (503).
     """
     _end_streams_on_exit_signals()
     try:
-        return await get_feed().position()
+        return await get_feed(database).position()
     except TimeoutError as exc:
         raise DatabaseUnavailableError("the change feed cannot read the audit log") from exc
 
 
-async def resume_after(after: After = None, last_event_id: LastEventId = None) -> int:
-    """A dependency: the audit id a change stream starts after: ``Last-Event-ID``, else
-    ``after``, else now. Resolved before the stream starts, so a bad id is a 422 and a
-    database that cannot be read a 503."""
-    resume = parse_cursor(last_event_id)
-    head = await feed_position()
-    if resume:
-        return resume[0]
-    return head if after is None else after
+def resume_after_in(database: Database | None = None) -> Callable[..., Awaitable[int]]:
+    """The dependency that gives the audit id a change stream of ``database`` starts after:
+    ``Last-Event-ID``, else ``after``, else now. Resolved before the stream starts, so a bad
+    id is a 422 and a database that cannot be read a 503."""
 
+    async def resume_after(after: After = None, last_event_id: LastEventId = None) -> int:
+        resume = parse_cursor(last_event_id)
+        head = await feed_position(database)
+        if resume:
+            return resume[0]
+        return head if after is None else after
+
+    return resume_after
+
+
+resume_after = resume_after_in()
+""":func:`resume_after_in` of the default database."""
 
 ResumeAfter = Annotated[int, Depends(resume_after)]
 
@@ -211,12 +227,17 @@ def add_change_stream(
     dependencies: list[DependsParam],
     name: str,
     operation_id: str | None = None,
+    database: Database | None = None,
 ) -> None:
-    """Add ``GET path``: the change stream, of every component or of ``component`` only
+    """Add ``GET path``: the change stream of ``database`` (default
+    :func:`storage.database.get_database`), of every component or of ``component`` only
     (route ``name``; OpenAPI ``operation_id``, default ``name``)."""
+    streams = _Streams(database, component)
+    endpoint = streams.all_changes if component is None else streams.changes_of
+    start = (int, Depends(resume_after_in(database)))
     router.add_api_route(
         path,
-        _all_changes if component is None else _changes_of(component),
+        typed_endpoint(endpoint, start=start),
         methods=["GET"],
         response_class=Response,
         responses=STREAM_RESPONSES,
@@ -229,33 +250,50 @@ def add_change_stream(
     )
 
 
-async def _all_changes(
-    start: ResumeAfter,
-    follow: Follow = True,
-    component: Components = None,
-    operation: Operations = None,
-) -> EventStreamResponse:
-    return change_stream(
-        get_feed(), after=start, components=component, operations=operation, follow=follow
-    )
+class _Streams:
+    """The change stream endpoints of one database (and component)."""
 
+    def __init__(self, database: Database | None, component: str | None) -> None:
+        self.database = database
+        self.component = component
 
-def _changes_of(component: str) -> Callable[..., Awaitable[EventStreamResponse]]:
-    async def changes(
-        start: ResumeAfter, follow: Follow = True, operation: Operations = None
+    async def all_changes(
+        self,
+        start: int,
+        follow: Follow = True,
+        component: Components = None,
+        operation: Operations = None,
     ) -> EventStreamResponse:
+        feed = get_feed(self.database)
         return change_stream(
-            get_feed(), after=start, components=[component], operations=operation, follow=follow
+            feed, after=start, components=component, operations=operation, follow=follow
         )
 
-    return changes
+    async def changes_of(
+        self, start: int, follow: Follow = True, operation: Operations = None
+    ) -> EventStreamResponse:
+        feed, components = get_feed(self.database), [self.component or ""]
+        return change_stream(
+            feed, after=start, components=components, operations=operation, follow=follow
+        )
 
 
-@asynccontextmanager
-async def feed_lifespan(_app: Any) -> AsyncIterator[None]:
-    """A router lifespan that ends the open change streams when the app shuts down."""
-    yield
-    get_feed().close()
+def feed_lifespan_of(
+    database: Database | None = None,
+) -> Callable[[Any], AbstractAsyncContextManager[None]]:
+    """A router lifespan that ends the open change streams of ``database`` when the app shuts
+    down."""
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        yield
+        get_feed(database).close()
+
+    return lifespan
+
+
+feed_lifespan = feed_lifespan_of()
+""":func:`feed_lifespan_of` the default database."""
 
 
 class _ExitSignals:

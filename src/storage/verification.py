@@ -26,9 +26,10 @@ from pydantic import BaseModel
 from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import Row
 
-from storage import database
+from storage import database as storage_database
 from storage.auditor import AUDIT_TABLE
 from storage.chain import HEAD, HEAD_ID, row_hash
+from storage.database import Database
 
 __all__ = ["ChainProblem", "ChainReport", "verify_chain", "verify_chain_on"]
 
@@ -65,11 +66,14 @@ class ChainReport(BaseModel):
     """The problem in words."""
 
 
-def verify_chain(*, page_size: int = DEFAULT_PAGE_SIZE) -> ChainReport:
-    """Check the default database's audit log against its hash chain, in pages.
+def verify_chain(
+    *, page_size: int = DEFAULT_PAGE_SIZE, database: Database | None = None
+) -> ChainReport:
+    """Check a database's audit log against its hash chain, in pages.
 
     Args:
         page_size: rows read per query.
+        database: default :func:`storage.database.get_database`.
 
     Returns:
         the report: ok, or the first broken row and what is wrong with it.
@@ -78,7 +82,7 @@ def verify_chain(*, page_size: int = DEFAULT_PAGE_SIZE) -> ChainReport:
         ValueError: ``page_size`` is less than 1.
         StorageError: the database could not be read.
     """
-    with database.get_database().snapshot_read() as connection:
+    with (database or storage_database.get_database()).snapshot_read() as connection:
         return verify_chain_on(connection, page_size=page_size)
 
 
