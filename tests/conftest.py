@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ ALL_BACKENDS = [
 
 
 def _configure(url: str, *, create_tables: bool = True) -> None:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(url)
     if create_tables:
         SQLModel.metadata.create_all(database.get_engine())

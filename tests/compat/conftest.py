@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     ``storage.database`` not configured yet: for the examples that call ``bootstrap()`` or
     ``set_database_url()`` themselves."""
     url = f"sqlite:///{tmp_path / 'my_app.db'}" if request.param == "sqlite" else None
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield url or server_url(request.param)
     feed.close_all(wait=True)
     database.get_database().dispose()

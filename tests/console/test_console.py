@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html
 
 @pytest.fixture
 def fresh_database() -> Iterator[None]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield
     database.get_database().dispose()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,7 @@ ADMIN = {"X-User": "admin"}
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     sys.path.insert(0, str(ROOT))
     try:
         from examples.machine_app import create_app

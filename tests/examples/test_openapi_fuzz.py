@@ -6,7 +6,6 @@ delete what was created)."""
 
 from __future__ import annotations
 
-import importlib
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 try:
     from examples.machine_app import create_app
 
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     # The event streams never end by themselves: tests/storage/test_streams.py covers their
     # parameters, with ``follow=false``.
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_url)).exclude(
@@ -41,7 +40,7 @@ finally:
 
 @pytest.fixture(scope="module", autouse=True)
 def fuzz_database() -> Iterator[None]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(_url)
     yield
     database.get_database().dispose()

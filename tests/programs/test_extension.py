@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield f"sqlite:///{tmp_path / 'app.db'}"
     database.get_database().dispose()
 

@@ -28,7 +28,7 @@ from support.runs import runner_registry
 
 @pytest.fixture
 def url(tmp_path: Path) -> Iterator[str]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield f"sqlite:///{tmp_path / 'app.db'}"
     database.get_database().dispose()
 

@@ -3,7 +3,6 @@ with no differences, then takes the change auto-migration refuses; on every back
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +43,7 @@ BACKENDS = [
 def url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A new database, brought to the models by auto-migration, holding two audited writes."""
     with fresh_database(request.param) as database_url:
-        importlib.reload(database)
+        database.set_default_database(database.Database())
         database.set_database_url(database_url)
         apply_sqlmodel_migrations()
         users = ModelAccessor(User, "users")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from storage.errors import ConfigurationError
 
 @pytest.fixture
 def fresh_database() -> Iterator[None]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield
     database.get_database().dispose()
 

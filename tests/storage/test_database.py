@@ -28,7 +28,7 @@ from support.models import User
 
 @pytest.fixture
 def fresh_database() -> Iterator[None]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     yield
     database.get_database().dispose()
 
@@ -318,7 +318,7 @@ def test_dispose_closes_the_connection_for_reads_at_once(sqlite_db: Path) -> Non
     ],
 )
 def test_reads_at_once_only_on_sqlite_files(url: str) -> None:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(server_url(url) if url in SERVER_URLS else url)
     db = database.get_database()
     try:

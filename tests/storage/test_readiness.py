@@ -3,7 +3,6 @@ reason) while the database is unreachable or its tables differ from the models."
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import pytest
@@ -80,7 +79,7 @@ def doomed_database(request: pytest.FixtureRequest) -> Iterator[str]:
     """The server's name, with a database of its own configured as the default; the test
     drops it."""
     with scratch_database(request.param) as url:
-        importlib.reload(database)
+        database.set_default_database(database.Database())
         database.set_database_url(url)
         SQLModel.metadata.create_all(database.get_engine())
         yield request.param

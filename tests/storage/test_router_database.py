@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 import sqlite3
 import sys
@@ -60,7 +59,7 @@ def test_health_queries_the_database(backend: str, client: TestClient) -> None:
 
 @pytest.fixture
 def unreachable(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[None]:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(request.param.format(tmp=tmp_path))
     yield
     database.get_database().dispose()
@@ -609,7 +608,7 @@ def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
     sqlite_db: Path,
 ) -> None:
     database.get_database().dispose()  # the fixture's: this test needs a shorter busy timeout
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(f"sqlite:///{sqlite_db}")
     database.get_database().set_busy_timeout(0.5)
     app = FastAPI()
@@ -630,7 +629,7 @@ def test_writers_behind_a_long_write_get_a_503_in_time_and_reads_go_on(
 
 @pytest.mark.parametrize("server", ["postgresql", "mariadb"])
 def test_on_a_server_a_writer_waits_for_a_row_lock_at_most_the_busy_timeout(server: str) -> None:
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(server_url(server))
     database.get_database().set_busy_timeout(1.0)
     users = ModelAccessor(User, "users")

@@ -4,7 +4,6 @@ clear 409; databases made before are brought over by ``make_unique_live``."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +127,7 @@ def _before_partial_indexes() -> MetaData:
 @pytest.mark.parametrize("name", ["sqlite", "postgresql", "mariadb"])
 def test_make_unique_live_brings_an_older_database_over(name: str) -> None:
     with fresh_database(name) as url:
-        importlib.reload(database)
+        database.set_default_database(database.Database())
         database.set_database_url(url)
         try:
             engine = database.get_engine()

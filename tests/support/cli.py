@@ -3,7 +3,6 @@ databases it worked on."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -57,7 +56,7 @@ def app_tables() -> list[Table]:
 
 def use_database(url: str) -> None:
     """Make ``url`` this process's database, with every test table (as an app would)."""
-    importlib.reload(database)
+    database.set_default_database(database.Database())
     database.set_database_url(url)
     SQLModel.metadata.create_all(database.get_engine(), tables=app_tables())
 
