@@ -16,10 +16,14 @@ then run with ``POST /api/v2/programs/{name}/runs`` (see :class:`Runner`).
 
 from __future__ import annotations
 
+from programs._config import RunnerConfig
+from programs._context import ProgramCall, RunContext
+from programs._discovery import ENTRY_POINT_GROUP, DiscoveryProblem
+from programs._registry import ProgramRegistry
+from programs._router import build_programs_router
+from programs._runs_router import RunLineRead, RunRead, RunSummary, build_runs_router
+from programs._tables import ProgramInstance, ProgramRun, ProgramRunLine, ProgramTemplate, RunStatus
 from programs.backends import LocalBackend, NovaBackend, NovaSettings, RunnerBackend
-from programs.config import RunnerConfig
-from programs.context import ProgramCall, RunContext
-from programs.discovery import ENTRY_POINT_GROUP, DiscoveryProblem
 from programs.errors import (
     BackendError,
     BackendMissingError,
@@ -39,13 +43,9 @@ from programs.errors import (
     TemplateUnavailableError,
 )
 from programs.extension import ProgramsExtension, ProgramSource, setup
-from programs.registry import ProgramRegistry
-from programs.router import build_programs_router
 from programs.runner import Runner
-from programs.runs_router import RunLineRead, RunRead, RunSummary, build_runs_router
 from programs.store import ProgramStore
 from programs.sync import SyncReport
-from programs.tables import ProgramInstance, ProgramRun, ProgramRunLine, ProgramTemplate, RunStatus
 from programs.template import BaseProgramModel, Template, program
 from programs.worker import run_worker, serve_runner
 

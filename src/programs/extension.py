@@ -25,13 +25,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import APIRouter
 from sqlmodel import SQLModel
 
-from programs.config import RunnerConfig
-from programs.registry import ProgramRegistry
-from programs.router import build_programs_router
-from programs.runner import Runner
-from programs.runs_router import build_runs_router
-from programs.store import ProgramStore
-from programs.tables import (
+from programs._config import RunnerConfig
+from programs._registry import ProgramRegistry
+from programs._router import build_programs_router
+from programs._runs_router import build_runs_router
+from programs._tables import (
     ProgramCell,
     ProgramInstance,
     ProgramRun,
@@ -39,6 +37,8 @@ from programs.tables import (
     ProgramTemplate,
     RunnerInstance,
 )
+from programs.runner import Runner
+from programs.store import ProgramStore
 from storage import changes, database
 from storage.http import ANONYMOUS_ACTOR, RouteAuth
 from storage.metrics import metrics_of
@@ -67,7 +67,7 @@ class ProgramsExtension:
         entry_points: with names or modules, also load the templates installed distributions
             advertise in the ``machine_storage.programs`` entry-point group.
         prefix: where the routes live.
-        auth: route guards (see :func:`programs.router.build_programs_router`).
+        auth: route guards (see :func:`programs._router.build_programs_router`).
         backup_dir: where ``POST /database/backup`` writes.
         create_tables: create the program tables when they are missing.
         sync: sync the templates into the database when called.
@@ -145,7 +145,7 @@ class ProgramsExtension:
                 app.state.runner = self.runner
             metrics = metrics_of(app)
             if metrics is not None:
-                from programs.metrics import add_run_metrics  # needs prometheus-client
+                from programs._metrics import add_run_metrics  # needs prometheus-client
 
                 add_run_metrics(metrics, self.runner)
 

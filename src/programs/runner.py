@@ -2,10 +2,10 @@
 
 The runner lives on the app's event loop between its lifespan's startup and shutdown
 (:meth:`Runner.lifespan`). A start validates the program and stores a ``queued`` run in the
-cell (:class:`programs.cells.CellLedger`); whichever process of the cell has a free slot
-claims it (:class:`programs.coordinator.Coordinator`) and runs it in a task of its own: the
-backend runs it with its output and log records captured (:mod:`programs.capture`) and written
-to the database as it goes (:mod:`programs.lines`), and the end is recorded. A stop, from any
+cell (:class:`programs._cells.CellLedger`); whichever process of the cell has a free slot
+claims it (:class:`programs._coordinator.Coordinator`) and runs it in a task of its own: the
+backend runs it with its output and log records captured (:mod:`programs._capture`) and written
+to the database as it goes (:mod:`programs._lines`), and the end is recorded. A stop, from any
 process, is recorded on the run; the process executing it cancels the task, which the backend
 turns into a stopped program. Database work happens in worker threads, so the loop never waits
 for the database.
@@ -25,17 +25,17 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 
+from programs._capture import RunCapture, capture_routing
+from programs._cells import CellLedger, Instance
+from programs._config import RunnerConfig
+from programs._context import ProgramCall, RunContext, check_runnable
+from programs._coordinator import Coordinator
+from programs._history import ACTIVE, RUNNER_ACTOR, RunHistory
+from programs._lines import LineBuffer, Stream, read_lines, read_text, write_lines
+from programs._tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.backends import RunnerBackend, create_backend
-from programs.capture import RunCapture, capture_routing
-from programs.cells import CellLedger, Instance
-from programs.config import RunnerConfig
-from programs.context import ProgramCall, RunContext, check_runnable
-from programs.coordinator import Coordinator
 from programs.errors import RunCancelled, RunnerUnavailableError
-from programs.history import ACTIVE, RUNNER_ACTOR, RunHistory
-from programs.lines import LineBuffer, Stream, read_lines, read_text, write_lines
 from programs.store import ProgramStore
-from programs.tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.template import Template
 from storage.auditor import to_json_safe, utcnow
 from storage.errors import StorageError
@@ -87,7 +87,7 @@ class Runner:
 
     Any number of processes, on any number of machines, can run a ``Runner`` for the same
     cell on one database: they share its queue, its running runs and its history through the
-    database (:mod:`programs.cells`), and any of them reads and stops any run.
+    database (:mod:`programs._cells`), and any of them reads and stops any run.
 
     Args:
         store: where programs and templates come from.

@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlmodel import Session
 
+from programs._registry import ProgramRegistry
+from programs._tables import ProgramInstance, ProgramTemplate
 from programs.errors import (
     ProgramExistsError,
     ProgramNotFound,
@@ -19,9 +21,7 @@ from programs.errors import (
     TemplateNotFound,
     TemplateUnavailableError,
 )
-from programs.registry import ProgramRegistry
 from programs.sync import SYNC_ACTOR, SyncReport, sync_templates
-from programs.tables import ProgramInstance, ProgramTemplate
 from programs.template import Template
 from storage import database
 from storage.accessor import ModelAccessor

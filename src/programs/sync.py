@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from programs.tables import ProgramTemplate
+from programs._tables import ProgramTemplate
 from programs.template import Template
 from storage import database
 from storage.auditor import utcnow

@@ -1,7 +1,7 @@
 """Program templates in code: the ``@program`` decorator and its parameter models.
 
 A template is a function (``async def`` or plain ``def``) plus a pydantic model describing its
-parameters. The decorator only marks the function; a :class:`~programs.registry.ProgramRegistry`
+parameters. The decorator only marks the function; a :class:`~programs._registry.ProgramRegistry`
 finds marked functions when it scans modules, so defining a template changes no global state.
 """
 

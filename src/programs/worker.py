@@ -24,7 +24,7 @@ import logging
 import signal
 from collections.abc import Sequence
 
-from programs.config import RunnerConfig
+from programs._config import RunnerConfig
 from programs.extension import ProgramSource, setup
 from programs.runner import Runner
 from storage.bootstrap import prepare_database

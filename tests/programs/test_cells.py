@@ -22,9 +22,9 @@ from sqlalchemy import (
 from sqlmodel import SQLModel
 
 from programs import ProgramStore, RunnerConfig, setup
-from programs.history import RunHistory
-from programs.lines import LineBuffer
-from programs.tables import ProgramRun
+from programs._history import RunHistory
+from programs._lines import LineBuffer
+from programs._tables import ProgramRun
 from storage import database
 from storage.errors import IntegrityConflictError
 from support.runs import Serve, start, wait_for, wait_running

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from programs import ProgramRegistry
-from programs.discovery import scan_entry_points, scan_package
+from programs._discovery import scan_entry_points, scan_package
 from support.program_templates import PackageMaker, install_distribution, template_source
 
 
@@ -62,7 +62,7 @@ def test_a_broken_module_is_reported_and_the_others_still_load(
         }
     )
     registry = ProgramRegistry()
-    with caplog.at_level(logging.ERROR, logger="programs.discovery"):
+    with caplog.at_level(logging.ERROR, logger="programs._discovery"):
         registry.discover(package)
     assert registry.names == ["first", "last"]
     [problem] = registry.problems
@@ -124,7 +124,7 @@ def test_entry_points_of_installed_distributions_are_loaded(
         },
     )
     registry = ProgramRegistry()
-    with caplog.at_level(logging.ERROR, logger="programs.discovery"):
+    with caplog.at_level(logging.ERROR, logger="programs._discovery"):
         loaded = registry.load_entry_points()
     assert sorted(t.name for t in loaded) == ["calibrate", "pick"]
     assert registry.names == ["calibrate", "pick"]

@@ -13,9 +13,9 @@ import pytest
 from fastapi import FastAPI
 
 from programs import ProgramCall, ProgramStore, RunnerBackend, RunnerConfig, setup
-from programs.cells import Instance
-from programs.history import RunHistory
-from programs.tables import ProgramRun
+from programs._cells import Instance
+from programs._history import RunHistory
+from programs._tables import ProgramRun
 from storage.auditor import utcnow
 from support.runs import Serve, audit_of, start, wait_for, wait_running
 from support.testclient import TestClient

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from programs.capture import RunCapture, capture_routing
+from programs._capture import RunCapture, capture_routing
 
 
 @contextmanager

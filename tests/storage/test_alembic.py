@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
-import programs.tables  # noqa: F401  (the program store's tables, as an app using it has them)
+import programs._tables  # noqa: F401  (the program store's tables, as an app using it has them)
 from storage import alembic, database
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
@@ -129,7 +129,7 @@ def test_an_auto_migrated_database_moves_to_alembic(url: str, tmp_path: Path) ->
 
 
 def test_baseline_stamps_the_database_and_builds_new_ones(url: str, tmp_path: Path) -> None:
-    folder = alembic.init(tmp_path / "migrations", models=["support.models", "programs.tables"])
+    folder = alembic.init(tmp_path / "migrations", models=["support.models", "programs._tables"])
     changed = models_with(Column("serial_number", String(50), nullable=False))
     with pytest.raises(MigrationError, match=r"add_column user\.serial_number"):
         alembic.baseline(directory=folder, database_url=url, metadata=changed)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
+from programs._context import ProgramCall
 from programs.backends.local import LocalBackend
 from programs.backends.nova import NovaBackend, NovaSettings
-from programs.context import ProgramCall
 
 __all__ = ["LocalBackend", "NovaBackend", "NovaSettings", "RunnerBackend", "create_backend"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from programs.context import ProgramCall
+from programs._context import ProgramCall
 
 __all__ = ["LocalBackend"]
 

@@ -6,7 +6,7 @@ prints, and ``sys.stdout`` can be left as a dead tee), a stop right after the st
 (its stop event does not exist yet), and a cancelled run leaks its connections (``Nova.close()``
 runs in the cancelled scope; the NATS drain raises ``CancelledError`` past ``except
 Exception``). Instead each run opens its own ``Nova``, calls the template function in the
-runner's task (output captured per run by :mod:`programs.capture`), publishes the run's state
+runner's task (output captured per run by :mod:`programs._capture`), publishes the run's state
 on NATS as the SDK does, and closes ``Nova`` in a task of its own that a stop cannot cancel.
 
 The SDK is imported on first use only: ``import nova`` takes seconds and configures the root
@@ -27,9 +27,9 @@ from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
-from programs.context import NOVA_RESOURCES, ProgramCall
+from programs._context import NOVA_RESOURCES, ProgramCall
+from programs._tables import RunStatus
 from programs.errors import BackendError, BackendMissingError, RunCancelled
-from programs.tables import RunStatus
 from storage.auditor import utcnow
 
 __all__ = ["FAIL_FAST_NATS", "SDK_STATES", "STATUS_OF_SDK_STATE", "NovaBackend", "NovaSettings"]

@@ -33,9 +33,9 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, ConfigDict, Field
 
-from programs.run_events import RunEvents
+from programs._run_events import RunEvents
+from programs._tables import NAME_LENGTH, ProgramRun, RunStatus
 from programs.runner import Runner
-from programs.tables import NAME_LENGTH, ProgramRun, RunStatus
 from storage.endpoints import typed_endpoint
 from storage.feed import get_feed
 from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from sqlalchemy import insert, select
 from sqlmodel import col
 
-from programs.tables import ProgramRunLine
+from programs._tables import ProgramRunLine
 from storage import database
 from storage.auditor import utcnow
 

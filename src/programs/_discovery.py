@@ -28,7 +28,7 @@ __all__ = [
 
 ENTRY_POINT_GROUP = "machine_storage.programs"
 
-logger = logging.getLogger("programs.discovery")
+logger = logging.getLogger("programs._discovery")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from programs.tables import NAME_LENGTH
+from programs._tables import NAME_LENGTH
 
 __all__ = [
     "BackupInfo",

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from programs._tables import NAME_LENGTH
 from programs.backends import NovaSettings, RunnerBackend
-from programs.tables import NAME_LENGTH
 
 __all__ = ["RunnerConfig"]
 

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, TextIO, cast
 
-from programs.lines import LineBuffer
+from programs._lines import LineBuffer
 
 __all__ = ["RunCapture", "capture_routing"]
 

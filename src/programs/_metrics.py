@@ -14,15 +14,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from programs._tables import ProgramRun, RunStatus
 from programs.runner import Runner
-from programs.tables import ProgramRun, RunStatus
 from storage import database
 from storage.errors import StorageError
 from storage.metrics import StorageMetrics
 
 __all__ = ["RUN_BUCKETS", "add_run_metrics"]
 
-logger = logging.getLogger("programs.metrics")
+logger = logging.getLogger("programs._metrics")
 
 RUN_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
 

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from programs.discovery import (
+from programs._discovery import (
     ENTRY_POINT_GROUP,
     Discovery,
     DiscoveryProblem,

@@ -22,15 +22,15 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Engine
 
-from programs.cells import CHANNEL, CellLedger
-from programs.config import RunnerConfig
-from programs.lines import LineBuffer, write_lines
-from programs.tables import ProgramRun
+from programs._cells import CHANNEL, CellLedger
+from programs._config import RunnerConfig
+from programs._lines import LineBuffer, write_lines
+from programs._tables import ProgramRun
 from storage import database
 
 __all__ = ["Coordinator"]
 
-logger = logging.getLogger("programs.coordinator")
+logger = logging.getLogger("programs._coordinator")
 
 
 class Coordinator:

@@ -33,10 +33,9 @@ from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from sqlmodel import SQLModel
 
-from programs import maintenance
-from programs.errors import ProgramDataError, ProgramNotFound
-from programs.registry import ProgramRegistry
-from programs.schemas import (
+from programs._maintenance import database_stats, write_backup
+from programs._registry import ProgramRegistry
+from programs._schemas import (
     BackupInfo,
     DatabaseStats,
     ProgramCreate,
@@ -44,8 +43,9 @@ from programs.schemas import (
     ProgramUpdate,
     TemplateRead,
 )
+from programs._tables import NAME_LENGTH
+from programs.errors import ProgramDataError, ProgramNotFound
 from programs.store import ProgramStore
-from programs.tables import NAME_LENGTH
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.endpoints import typed_endpoint
@@ -239,7 +239,7 @@ class _ProgramRoutes:
     def database_stats(self) -> DatabaseStats:
         """Rows per table, the database's size and backend, and the program store's health
         (invalid programs, unavailable templates, modules that failed to load)."""
-        return maintenance.database_stats(self.store.registry.problems)
+        return database_stats(self.store.registry.problems)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class _ProgramRoutes:
 
     def backup_database(self) -> BackupInfo:
         """Write a consistent snapshot of the database (a SQLite file) on the server."""
-        return maintenance.write_backup(self.backup_dir)
+        return write_backup(self.backup_dir)
 
 
 @contextmanager

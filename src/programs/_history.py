@@ -1,6 +1,6 @@
 """``RunHistory``: the ``program_runs`` table, read and written through an audited accessor.
 
-Every change of a run is one audited write (made by :class:`programs.cells.CellLedger`):
+Every change of a run is one audited write (made by :class:`programs._cells.CellLedger`):
 created ``queued`` by the actor who started it, ``running`` and the final status by the runner
 (``actor="runner"``), the stop request and the final status by whoever stopped it.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement
 from sqlmodel import col
 
+from programs._tables import ProgramRun, RunStatus
 from programs.errors import RunNotFound
-from programs.tables import ProgramRun, RunStatus
 from storage.accessor import ModelAccessor
 
 __all__ = ["ACTIVE", "RUNNER_ACTOR", "RunHistory"]

@@ -101,7 +101,7 @@ def _source(server: str | None, db: str | None, headers: list[str] | None, user:
     if server is not None:
         return _Api(server, headers, user)
     open_database(db or "")
-    from programs import tables  # noqa: F401  (the runner's tables, for the accessors)
+    from programs import _tables  # noqa: F401  (the runner's tables, for the accessors)
 
     return None
 
@@ -141,8 +141,8 @@ def list_runs(
         path = f"/programs/{urllib.parse.quote(program, safe='')}/runs" if program else "/runs"
         runs = api.call("GET", f"{path}?{query}")
     else:
-        from programs.history import RunHistory
-        from programs.tables import RunStatus
+        from programs._history import RunHistory
+        from programs._tables import RunStatus
 
         try:
             statuses = [RunStatus(s) for s in status or ()]
@@ -170,7 +170,7 @@ def show_run(
     if api is not None:
         run = api.call("GET", f"/runs/{run_id}")
     else:
-        from programs.history import RunHistory
+        from programs._history import RunHistory
 
         run = _row(RunHistory().get(run_id))
     if as_json:
@@ -224,9 +224,9 @@ def stop_run(
     if api is not None:
         _post_run(api, f"/runs/{run_id}/stop", as_json)
         return
-    from programs.cells import CellLedger, Instance
-    from programs.config import RunnerConfig
-    from programs.history import RunHistory
+    from programs._cells import CellLedger, Instance
+    from programs._config import RunnerConfig
+    from programs._history import RunHistory
 
     ledger = CellLedger(RunnerConfig(), RunHistory(), Instance.this_process("cli"))
     run = _row(ledger.request_stop(run_id, user or ANONYMOUS_ACTOR).run)
@@ -269,9 +269,9 @@ def _followed_lines(api: _Api, run_id: int, as_json: bool) -> Iterator[dict[str,
 def _database_lines(run_id: int, *, follow: bool) -> Iterator[dict[str, Any]]:
     """The run's lines from its table, as the logs route gives them; with ``follow``, polled
     until the run has ended and its last lines are read."""
-    from programs.history import RunHistory
-    from programs.lines import read_lines
-    from programs.tables import RunStatus
+    from programs._history import RunHistory
+    from programs._lines import read_lines
+    from programs._tables import RunStatus
 
     history, after = RunHistory(), 0
     history.get(run_id)  # RunNotFound before anything is printed
@@ -297,7 +297,7 @@ def worker_command(
     cell: Annotated[str | None, typer.Option("--cell", help="The cell to serve.")] = None,
 ) -> None:
     """Execute a cell's programs without serving HTTP, until Ctrl-C or SIGTERM."""
-    from programs.config import RunnerConfig
+    from programs._config import RunnerConfig
     from programs.worker import run_worker
 
     logging.basicConfig(

@@ -38,10 +38,10 @@ from sqlalchemy import Table, and_, delete, func, or_, select, text, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlmodel import Session, col
 
-from programs.config import RunnerConfig
+from programs._config import RunnerConfig
+from programs._history import RUNNER_ACTOR, RunHistory
+from programs._tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from programs.errors import RunnerBusyError, RunnerUnavailableError, RunStateError
-from programs.history import RUNNER_ACTOR, RunHistory
-from programs.tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from storage import database
 from storage.auditor import utcnow
 from storage.processes import is_running

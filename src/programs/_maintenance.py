@@ -16,9 +16,9 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-from programs.discovery import DiscoveryProblem
-from programs.schemas import BackupInfo, DatabaseStats, DiscoveryProblemRead
-from programs.tables import ProgramInstance, ProgramTemplate
+from programs._discovery import DiscoveryProblem
+from programs._schemas import BackupInfo, DatabaseStats, DiscoveryProblemRead
+from programs._tables import ProgramInstance, ProgramTemplate
 from storage import backup, database
 from storage.auditor import utcnow
 

@@ -23,9 +23,9 @@ from typing import Any
 from fastapi.sse import ServerSentEvent
 from pydantic import BaseModel
 
-from programs.lines import read_lines
+from programs._lines import read_lines
+from programs._tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.runner import Runner
-from programs.tables import ProgramRun, ProgramRunLine, RunStatus
 from storage.changes import RESET, ChangeEvent
 from storage.feed import get_feed
 from storage.streams import RETRY_MS
