@@ -148,6 +148,8 @@ class Cascade:
                         .select_from(relation.child)
                         .where(relation.column.in_(chunk), relation.live())
                     )
+                    if _snapshot_reads(self.session):
+                        statement = statement.with_for_update(read=True)
                     live += int(self.session.scalar(statement) or 0)
                 if live:
                     raise LiveChildrenError(_live_children(relation, values, live))
@@ -319,6 +321,13 @@ def _select(
             statement = statement.with_for_update()
         for row in session.execute(statement).mappings():
             yield dict(row)
+
+
+def _snapshot_reads(session: Session) -> bool:
+    # MySQL and MariaDB (REPEATABLE READ) read a transaction's first snapshot, which misses
+    # children committed since; a locking read sees them. PostgreSQL (READ COMMITTED) reads
+    # after each statement's start, and SQLite serializes writers.
+    return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
 def _values(rows: Iterable[Row], column: Column[Any]) -> list[Any]:
