@@ -46,9 +46,11 @@ class Cascade:
     """What soft-deleting ``parents`` (rows of ``table``) does to the rows that refer to them.
 
     Made before the parents are written: it finds the live children that relations with the
-    ``cascade`` policy take (and theirs, level by level). :meth:`apply`, once the parents are
-    written, soft-deletes those children and then refuses (raising) while relations with the
-    ``refuse`` policy still have live children.
+    ``cascade`` policy take (and theirs, level by level), locking them (``FOR UPDATE``) so that
+    a row being written under one of them meanwhile is found or, waiting, refused by
+    :func:`check_parents`. :meth:`apply`, once the parents are written, soft-deletes those
+    children and then refuses (raising) while relations with the ``refuse`` policy still have
+    live children.
 
     Args:
         session: the writing transaction.
@@ -118,7 +120,7 @@ class Cascade:
                         continue
                     moments = {row.get(relation.referred.name): at for row, at in rows}
                     taken: list[tuple[Row, datetime | None]] = []
-                    for row in _select(self.session, relation, moments):
+                    for row in _select(self.session, relation, moments, lock=True):
                         deleted_at = row[SOFT_DELETE_COLUMN]
                         if deleted_at is not None:
                             deleted_at = naive_utc(deleted_at)
@@ -146,6 +148,8 @@ class Cascade:
                         .select_from(relation.child)
                         .where(relation.column.in_(chunk), relation.live())
                     )
+                    if _snapshot_reads(self.session):
+                        statement = statement.with_for_update(read=True)
                     live += int(self.session.scalar(statement) or 0)
                 if live:
                     raise LiveChildrenError(_live_children(relation, values, live))
@@ -309,12 +313,21 @@ def _live_children(relation: Relation, values: list[Any], live: int) -> str:
 
 
 def _select(
-    session: Session, relation: Relation, values: Iterable[Any], *where: Any
+    session: Session, relation: Relation, values: Iterable[Any], *where: Any, lock: bool = False
 ) -> Iterator[dict[str, Any]]:
     for chunk in in_chunks([value for value in values if value is not None]):
         statement = select(relation.child).where(relation.column.in_(chunk), *where)
+        if lock:
+            statement = statement.with_for_update()
         for row in session.execute(statement).mappings():
             yield dict(row)
+
+
+def _snapshot_reads(session: Session) -> bool:
+    # MySQL and MariaDB (REPEATABLE READ) read a transaction's first snapshot, which misses
+    # children committed since; a locking read sees them. PostgreSQL (READ COMMITTED) reads
+    # after each statement's start, and SQLite serializes writers.
+    return session.get_bind().dialect.name in ("mysql", "mariadb")
 
 
 def _values(rows: Iterable[Row], column: Column[Any]) -> list[Any]:
