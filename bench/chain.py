@@ -28,8 +28,8 @@ from benchkit import reset, timed
 from sqlmodel import Field, SQLModel
 
 from storage import chain, database
+from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
-from storage.verification import verify_chain
 
 
 class ChainBenchRow(SQLModel, table=True):

@@ -43,9 +43,9 @@ from programs._history import RUNNER_ACTOR, RunHistory
 from programs._tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from programs.errors import RunnerBusyError, RunnerUnavailableError, RunStateError
 from storage import database
+from storage._processes import is_running
+from storage._retries import retry_on_deadlock
 from storage.auditor import utcnow
-from storage.processes import is_running
-from storage.retries import retry_on_deadlock
 
 __all__ = ["CHANNEL", "CellLedger", "Instance", "StopOutcome"]
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from storage.cli_common import CommandFailed, JsonOption, emit_json, open_database
+from storage._cli_common import CommandFailed, JsonOption, emit_json, open_database
 from storage.http import ANONYMOUS_ACTOR
 
 __all__ = ["register"]

@@ -47,12 +47,12 @@ from programs._tables import NAME_LENGTH
 from programs.errors import ProgramDataError, ProgramNotFound
 from programs.store import ProgramStore
 from storage import database
+from storage._endpoints import typed_endpoint
+from storage._etags import etag_of, if_match, if_none_match
+from storage._openapi import ETAG, LOCATION
 from storage.accessor import ModelAccessor
-from storage.endpoints import typed_endpoint
 from storage.errors import PreconditionFailedError
-from storage.etags import etag_of, if_match, if_none_match
 from storage.http import ANONYMOUS_ACTOR, IfMatch, RouteAuth, StorageRoute, actor_dependency
-from storage.openapi import ETAG, LOCATION
 
 __all__ = ["build_programs_router"]
 

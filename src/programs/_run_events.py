@@ -26,9 +26,9 @@ from pydantic import BaseModel
 from programs._lines import read_lines
 from programs._tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.runner import Runner
+from storage._streams import RETRY_MS
 from storage.changes import RESET, ChangeEvent
 from storage.feed import get_feed
-from storage.streams import RETRY_MS
 
 __all__ = ["RunEvents"]
 

@@ -36,11 +36,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from programs._run_events import RunEvents
 from programs._tables import NAME_LENGTH, ProgramRun, RunStatus
 from programs.runner import Runner
-from storage.endpoints import typed_endpoint
-from storage.feed import get_feed
-from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
-from storage.openapi import LOCATION, TOTAL_COUNT
-from storage.streams import (
+from storage._endpoints import typed_endpoint
+from storage._openapi import LOCATION, TOTAL_COUNT
+from storage._streams import (
     STREAM_RESPONSES,
     EventStreamResponse,
     Follow,
@@ -51,6 +49,8 @@ from storage.streams import (
     feed_position,
     parse_cursor,
 )
+from storage.feed import get_feed
+from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
 
 __all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 

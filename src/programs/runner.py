@@ -37,9 +37,9 @@ from programs.backends import RunnerBackend, create_backend
 from programs.errors import RunCancelled, RunnerUnavailableError
 from programs.store import ProgramStore
 from programs.template import Template
+from storage._listeners import call_listeners
 from storage.auditor import to_json_safe, utcnow
 from storage.errors import StorageError
-from storage.listeners import call_listeners
 
 __all__ = ["Runner"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from storage._verification import ChainReport, verify_chain
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.bootstrap import bootstrap
@@ -40,7 +41,6 @@ from storage.errors import (
     ValidationError,
 )
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
-from storage.verification import ChainReport, verify_chain
 
 __all__ = [
     "AuditLog",

@@ -13,9 +13,19 @@ from sqlmodel import Session, SQLModel
 
 from storage import changes
 from storage import database as storage_database
+from storage._cascades import Dependant, audit_rows_of, dependants, register_component
+from storage._listeners import Change, ChangeListener, is_watched, record, row_values
+from storage._references import missing_parent
+from storage._rows import SOFT_DELETE_COLUMN, RowShape, in_chunks
+from storage._softdelete import (
+    Cascade,
+    check_moved,
+    check_parents,
+    refuse_taken_values,
+    restore_children,
+)
 from storage.auditor import audit_row, utcnow, write_audit_rows
 from storage.bulk import BulkInserter
-from storage.cascades import Dependant, audit_rows_of, dependants, register_component
 from storage.constraints import FOREIGN_KEY, BrokenConstraint
 from storage.errors import (
     ConfigurationError,
@@ -24,17 +34,7 @@ from storage.errors import (
     translate_driver_errors,
 )
 from storage.hooks import HookDecorators, HookRegistry
-from storage.listeners import Change, ChangeListener, is_watched, record, row_values
-from storage.references import missing_parent
 from storage.relations import children_of, parents_of
-from storage.rows import SOFT_DELETE_COLUMN, RowShape, in_chunks
-from storage.softdelete import (
-    Cascade,
-    check_moved,
-    check_parents,
-    refuse_taken_values,
-    restore_children,
-)
 
 __all__ = ["ModelAccessor"]
 
@@ -402,7 +402,7 @@ class ModelAccessor(HookDecorators[ModelT]):
 
     def purge(self, id: Any, *, actor: str = "internal") -> bool:
         """Delete a soft-deleted row for good, audited as ``purge`` (with the rows the delete
-        takes with it, see :mod:`storage.cascades`); no delete hooks run.
+        takes with it, see :mod:`storage._cascades`); no delete hooks run.
 
         Returns ``False`` when the row is missing, live (only deleted rows are purged), or
         the model has no ``deleted_at``.

@@ -28,9 +28,9 @@ from sqlalchemy.pool import NullPool
 from sqlmodel import SQLModel
 
 from storage import database as storage_database
+from storage._reflection import database_tables
 from storage.database import Database
 from storage.errors import StorageError
-from storage.reflection import database_tables
 
 __all__ = [
     "BATCH_SIZE",
@@ -57,7 +57,7 @@ def write_snapshot(
         path: where to write; the file must not exist yet.
         database: default :func:`storage.database.get_database`.
         metadata: copy only these tables from PostgreSQL/MySQL; default every table of the
-            database (see :func:`storage.reflection.database_tables`). A SQLite snapshot
+            database (see :func:`storage._reflection.database_tables`). A SQLite snapshot
             always holds the whole database file.
 
     Raises:

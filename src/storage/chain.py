@@ -1,6 +1,6 @@
 """The audit log's hash chain: each audit row carries a hash over its content and the hash of
 the row before it, so that a changed, removed or inserted row shows (see
-:mod:`storage.verification` and docs/audit.md).
+:mod:`storage._verification` and docs/audit.md).
 
 The hash is SHA-256 over a canonical JSON text (an array in a fixed order, objects with sorted
 keys, no whitespace, ASCII) of what the database gives back, so that it is the same when

@@ -3,7 +3,7 @@
 In-process after-commit listeners (``@accessor.after_commit()``, :func:`add_commit_listener`)
 are called once per committed transaction with a :class:`Change` per row it wrote to their
 tables, after the commit and outside any transaction, so they may open transactions of their
-own (see :mod:`storage.listeners`, whose public names this module exports, as vention-storage's
+own (see :mod:`storage._listeners`, whose public names this module exports, as vention-storage's
 ``storage.changes`` does).
 
 Those listeners see only their own process. :func:`subscribe` follows the audit log instead:
@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from storage.listeners import (
+from storage._listeners import (
     Change,
     ChangeListener,
     ChangeOperation,

@@ -18,11 +18,11 @@ from importlib.metadata import entry_points
 
 import typer
 
-from storage.cli_alembic import migrate_app
-from storage.cli_chain import audit_app
-from storage.cli_common import EXIT_FAILED, HANDLED, describe
-from storage.cli_data import backup_command, export_command, import_command, restore_command
-from storage.cli_serve import serve_command
+from storage._cli_alembic import migrate_app
+from storage._cli_chain import audit_app
+from storage._cli_common import EXIT_FAILED, HANDLED, describe
+from storage._cli_data import backup_command, export_command, import_command, restore_command
+from storage._cli_serve import serve_command
 
 __all__ = ["BUILTIN_COMMANDS", "ENTRY_POINT_GROUP", "build_app", "main"]
 

@@ -2,7 +2,7 @@
 
 For code written against vention-storage, whose ConnectRPC bundle and own handlers call it.
 Every method is a thin layer over the accessor; the record cap is the CRUD router's
-(:class:`storage.limits.RecordCap`: counted by the database, without a race). Its errors carry
+(:class:`storage._limits.RecordCap`: counted by the database, without a race). Its errors carry
 vention-storage's ``code`` and are also this library's errors (a ``NotFoundError`` here is a
 :class:`storage.errors.NotFoundError`), so the HTTP routers map them to their status codes.
 """
@@ -18,9 +18,9 @@ from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
 
 from storage import errors
+from storage._limits import RecordCap
+from storage._rows import SOFT_DELETE_COLUMN
 from storage.accessor import ModelAccessor
-from storage.limits import RecordCap
-from storage.rows import SOFT_DELETE_COLUMN
 
 __all__ = [
     "ConflictError",

@@ -42,8 +42,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from storage._schemas import integer_range
 from storage.auditor import UTCDateTime
-from storage.schemas import integer_range
 
 __all__ = ["NULL", "ColumnCodec", "Kind", "show_value"]
 

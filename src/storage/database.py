@@ -28,6 +28,7 @@ from sqlalchemy.pool import StaticPool
 from sqlmodel import Session
 
 from storage import changes
+from storage._pool import TimedQueuePool, timed_wait
 from storage.errors import (
     ConfigurationError,
     DatabaseBusyError,
@@ -35,7 +36,6 @@ from storage.errors import (
     translate,
     translate_driver_errors,
 )
-from storage.pool import TimedQueuePool, timed_wait
 from storage.prepared import PreparedRead
 
 __all__ = [

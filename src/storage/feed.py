@@ -1,10 +1,10 @@
 """The change feed: the audit log, followed live by every process, nothing lost.
 
 One :class:`ChangeFeed` per database and process reads the audit log as it grows (with an
-:class:`storage.tail.AuditTail`: a thread and connection of its own), and fans the events out
+:class:`storage._tail.AuditTail`: a thread and connection of its own), and fans the events out
 in memory to every subscriber of the process (the SSE routes,
 :func:`storage.changes.subscribe`). It reads only up to the audit log's watermark (see
-:mod:`storage.watermark`), so events come in id order, which is commit order, each once, also
+:mod:`storage._watermark`), so events come in id order, which is commit order, each once, also
 when transactions commit out of id order.
 
 Subscribers do not queue: each keeps only its cursor (the last id it delivered) and reads the
@@ -33,10 +33,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from storage import database as storage_database
+from storage._tail import AUDIT_TABLE, AuditTail
+from storage._watermark import highest_id
 from storage.auditor import utcnow
 from storage.changes import RESET, ChangeEvent
-from storage.tail import AUDIT_TABLE, AuditTail
-from storage.watermark import highest_id
 
 if TYPE_CHECKING:
     from storage.database import Database
@@ -55,7 +55,7 @@ class ChangeFeed:
         poll_interval: seconds between cheap checks for new rows on SQLite and MariaDB (and
             between rechecks while PostgreSQL writers are in flight).
         gap_grace: MariaDB: seconds an empty hole in the ids must be seen before it is
-            passed (see :mod:`storage.watermark`).
+            passed (see :mod:`storage._watermark`).
         page_size: rows read from the database at a time.
     """
 

@@ -29,6 +29,14 @@ from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 from starlette.types import Message, Receive
 
+from storage._openapi import (
+    UNAVAILABLE,
+    ErrorBody,
+    ValidationErrorBody,
+    ValidationIssue,
+    error_model,
+    uses_dependency,
+)
 from storage.errors import (
     ConflictError,
     DatabaseBusyError,
@@ -42,14 +50,6 @@ from storage.errors import (
     SchemaDriftError,
     StorageError,
     ValidationError,
-)
-from storage.openapi import (
-    UNAVAILABLE,
-    ErrorBody,
-    ValidationErrorBody,
-    ValidationIssue,
-    error_model,
-    uses_dependency,
 )
 
 __all__ = [
@@ -337,7 +337,7 @@ IfMatch = Annotated[
     Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
 ]
 """The ``If-Match`` header of a write, for every router that takes one: ``*`` matches any
-version (see :func:`storage.etags.if_match`); a stale ETag is a 412."""
+version (see :func:`storage._etags.if_match`); a stale ETag is a 412."""
 
 # The largest OFFSET every backend accepts (a signed 64-bit integer); beyond it SQLite's driver
 # overflows, so the routes refuse it with a 422 instead.

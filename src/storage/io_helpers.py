@@ -23,11 +23,11 @@ from sqlalchemy import Table
 from sqlmodel import Session, SQLModel
 
 from storage import database
+from storage._snapshots import check_snapshot
 from storage.backup import write_snapshot
 from storage.errors import RestoreError
 from storage.export import write_export, write_table_csv
 from storage.restore import restore_upload
-from storage.snapshots import check_snapshot
 
 __all__ = [
     "atomic_replace_db",
@@ -109,7 +109,7 @@ def validate_sqlite_file(path: Path, *, run_integrity_check: bool = True) -> Non
 
     Stricter than vention-storage: besides the header and ``PRAGMA integrity_check`` the file
     must hold every table and column of the app's models (see
-    :func:`storage.snapshots.check_snapshot`).
+    :func:`storage._snapshots.check_snapshot`).
 
     Raises:
         ValueError: the file cannot be restored; the message says why.

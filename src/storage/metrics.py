@@ -28,8 +28,9 @@ from fastapi.params import Depends
 from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from storage import changes, feed, pool
+from storage import changes, feed
 from storage import database as storage_database
+from storage._pool import off_wait, on_wait
 from storage.errors import MissingDependencyError
 
 if TYPE_CHECKING:
@@ -184,7 +185,7 @@ class _Hooks:
             self.count += 1
             if self.count == 1:
                 changes.on_committed_tally(self.count_writes)
-                pool.on_wait(self.count_wait)
+                on_wait(self.count_wait)
         weakref.finalize(metrics, self.detach)
 
     def detach(self) -> None:
@@ -192,7 +193,7 @@ class _Hooks:
             self.count -= 1
             if self.count == 0:
                 changes.off_committed_tally(self.count_writes)
-                pool.off_wait(self.count_wait)
+                off_wait(self.count_wait)
 
     def count_writes(self, tallies: list[changes.Tally]) -> None:
         for metrics in list(self.live):

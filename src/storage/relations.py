@@ -9,7 +9,7 @@ A relation is a foreign key of one column whose parent table has ``deleted_at``.
              whose ``deleted_at`` is the parent's), not ones deleted earlier on their own
     leave    the children stay as they are
 
-The default follows what a hard delete does to the children (see :mod:`storage.cascades`): a
+The default follows what a hard delete does to the children (see :mod:`storage._cascades`): a
 foreign key with ``ondelete="CASCADE"`` or an ORM relationship with cascade "delete" means
 ``cascade`` (``leave`` when the child table has no ``deleted_at`` to set: its rows go with the
 parent when that is purged); every other foreign key (``SET NULL``, ``RESTRICT``,
@@ -21,7 +21,7 @@ key or of its column, under :data:`SOFT_DELETE_POLICY`::
     )
 
 Whatever the policy, the accessor lets no live row be created under, moved to, or restored
-under a soft-deleted parent (see :mod:`storage.softdelete`); the CSV import refuses such rows
+under a soft-deleted parent (see :mod:`storage._softdelete`); the CSV import refuses such rows
 under ``refuse`` and ``cascade`` only, since ``leave`` makes them and an export must import.
 Relations are searched once per table while no model is added, not on every write.
 """
@@ -34,8 +34,8 @@ from typing import Any, Literal, cast, get_args
 from sqlalchemy import Column, ForeignKey, Table
 from sqlmodel import SQLModel
 
-from storage.cascades import orm_effects, per_models
-from storage.rows import SOFT_DELETE_COLUMN
+from storage._cascades import orm_effects, per_models
+from storage._rows import SOFT_DELETE_COLUMN
 
 __all__ = [
     "SOFT_DELETE_POLICY",

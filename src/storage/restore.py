@@ -35,14 +35,14 @@ from sqlmodel import SQLModel
 
 from storage import chain, changes
 from storage import database as storage_database
+from storage._processes import is_running
+from storage._snapshots import SQLITE_HEADER, check_file, check_snapshot, open_snapshot_file
+from storage._verification import verify_chain_on
 from storage.auditor import AUDIT_TABLE, audit_row, write_audit_rows
 from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.database import Database
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError, translate
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
-from storage.processes import is_running
-from storage.snapshots import SQLITE_HEADER, check_file, check_snapshot, open_snapshot_file
-from storage.verification import verify_chain_on
 
 __all__ = [
     "SQLITE_HEADER",

@@ -3,7 +3,7 @@
 Health, liveness and readiness, the audit log and its hash chain, the schema diagram, CSV
 export and import, and SQLite backup and restore. The work is done in :mod:`storage.backup`,
 :mod:`storage.restore`, :mod:`storage.export`, :mod:`storage.importer`, :mod:`storage.diagram`
-and :mod:`storage.verification`; this module only maps it to HTTP. Storage errors become their
+and :mod:`storage._verification`; this module only maps it to HTTP. Storage errors become their
 status codes through :class:`storage.http.StorageRoute`.
 
 As in :mod:`storage.router_model`, the endpoints are the methods of one small class, and
@@ -26,9 +26,12 @@ from sqlalchemy import func, select
 
 from storage import backup, diagram, export, importer, restore
 from storage import database as storage_database
+from storage._endpoints import typed_endpoint
+from storage._openapi import TOTAL_COUNT, file_response
+from storage._streams import add_change_stream, feed_lifespan_of
+from storage._verification import ChainReport, verify_chain
 from storage.auditor import AuditLog, audit_filters, newest_first
 from storage.database import Database
-from storage.endpoints import typed_endpoint
 from storage.errors import ValidationError
 from storage.http import (
     MAX_OFFSET,
@@ -43,12 +46,9 @@ from storage.http import (
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary
-from storage.openapi import TOTAL_COUNT, file_response
 from storage.readiness import Liveness, Readiness, SchemaCheck, backend_name, check_reachable
 from storage.restore import RestoreSummary
-from storage.streams import add_change_stream, feed_lifespan_of
 from storage.uploads import ImportLimits
-from storage.verification import ChainReport, verify_chain
 
 __all__ = ["AuditEntry", "HealthStatus", "Liveness", "Readiness", "build_db_router"]
 

@@ -31,9 +31,16 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
+from storage._crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
+from storage._endpoints import typed_endpoint
+from storage._etags import etag_of_bytes, if_match, if_none_match
+from storage._limits import RecordCap
+from storage._openapi import resource_names
+from storage._query import ModelQuery
+from storage._rows import SOFT_DELETE_COLUMN
+from storage._schemas import CrudSchemas, crud_schemas
+from storage._streams import add_change_stream, feed_lifespan_of
 from storage.accessor import ModelAccessor
-from storage.crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
-from storage.endpoints import typed_endpoint
 from storage.errors import (
     ConflictError,
     IntegrityConflictError,
@@ -43,7 +50,6 @@ from storage.errors import (
     SoftDeleteNotSupported,
     ValidationError,
 )
-from storage.etags import etag_of_bytes, if_match, if_none_match
 from storage.http import (
     MAX_OFFSET,
     IfMatch,
@@ -52,12 +58,6 @@ from storage.http import (
     actor_dependency,
     get_actor,
 )
-from storage.limits import RecordCap
-from storage.openapi import resource_names
-from storage.query import ModelQuery
-from storage.rows import SOFT_DELETE_COLUMN
-from storage.schemas import CrudSchemas, crud_schemas
-from storage.streams import add_change_stream, feed_lifespan_of
 from storage.uniqueness import unique_sets
 
 __all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "LIST_PARAMETERS", "build_crud_router", "get_actor"]
@@ -101,7 +101,7 @@ def build_crud_router(
         tags: OpenAPI tags; default ``[component]``.
         operation_names: the ``(singular, plural)`` nouns of the operation ids
             (``get_{singular}``, ``list_{plural}``); default from the model's name and the
-            component (see :func:`storage.openapi.resource_names`).
+            component (see :func:`storage._openapi.resource_names`).
 
     Raises:
         ValueError: a limit is out of range, a read-only field is not a column, or the

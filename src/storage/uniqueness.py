@@ -39,8 +39,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 from sqlmodel import SQLModel
 
 from storage import database
+from storage._rows import SOFT_DELETE_COLUMN, in_chunks
 from storage.errors import UnsupportedMigrationError, translate_driver_errors
-from storage.rows import SOFT_DELETE_COLUMN, in_chunks
 
 __all__ = ["LIVE_UNIQUE", "live_holder", "live_only", "make_unique_live", "unique_sets"]
 

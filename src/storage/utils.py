@@ -12,8 +12,8 @@ from typing import Any, TypeVar, cast, get_args
 
 from sqlmodel import SQLModel
 
+from storage._listeners import ChangeOperation
 from storage.auditor import AuditOperation, utcnow
-from storage.listeners import ChangeOperation
 
 __all__ = [
     "ChangeOperation",

@@ -18,13 +18,13 @@ import pytest
 from sqlmodel import SQLModel, select
 
 from storage import database
+from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.backup import open_snapshot, write_snapshot
 from storage.bootstrap import prepare_database
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError
 from storage.restore import restore_upload
-from storage.verification import verify_chain
 from support.dataset import seed, table_counts, table_rows
 from support.models import Gadget, User
 

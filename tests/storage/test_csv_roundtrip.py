@@ -15,9 +15,9 @@ from sqlalchemy import (
 )
 
 from storage import database
+from storage._schemas import integer_range
 from storage.export import write_export
 from storage.importer import import_upload
-from storage.schemas import integer_range
 from support.models import Color, Reading
 
 # No ``from __future__ import annotations``: SQLModel reads the annotations at class creation.

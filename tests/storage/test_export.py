@@ -19,12 +19,12 @@ from sqlalchemy import Column, delete
 from sqlmodel import SQLModel
 
 from storage import database, export
+from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 from storage.csvformat import NULL, ColumnCodec
 from storage.errors import ConflictError, IntegrityConflictError, ValidationError
 from storage.export import open_export, write_export
 from storage.importer import import_upload, importable
-from storage.verification import verify_chain
 from support.dataset import seed, table_counts, table_rows, wal_checkpoint_blocked
 from support.models import Color, Gadget, Sample, User
 

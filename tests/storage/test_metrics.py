@@ -12,7 +12,8 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage import changes, database, pool
+from storage import _pool as pool
+from storage import changes, database
 from storage.accessor import ModelAccessor
 from storage.bootstrap import bootstrap
 from storage.errors import MissingDependencyError

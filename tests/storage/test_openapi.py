@@ -1,4 +1,4 @@
-"""The OpenAPI document the routers give (``storage.openapi`` and ``StorageRoute``): operation
+"""The OpenAPI document the routers give (``storage._openapi`` and ``StorageRoute``): operation
 ids, required and optional headers, response headers, downloads, typed filter parameters and
 Read models. A generated client used against a live server: tests/examples."""
 
@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from storage import bootstrap
+from storage._openapi import BINARY, resource_names
 from storage.accessor import ModelAccessor
-from storage.openapi import BINARY, resource_names
 from storage.router_database import build_db_router
 from storage.router_model import build_crud_router
 from support.models import Recipe, Sample, User

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from storage import database
+from storage._query import ModelQuery
 from storage.accessor import ModelAccessor
 from storage.errors import ValidationError
-from storage.query import ModelQuery
 from storage.router_model import LIST_PARAMETERS
 from support.models import Color, Sample, User
 

@@ -9,9 +9,9 @@ import pytest
 from sqlmodel import select
 
 from storage import database
+from storage._retries import retry_on_deadlock
 from storage.accessor import ModelAccessor
 from storage.errors import DatabaseBusyError, is_deadlock
-from storage.retries import retry_on_deadlock
 from support.models import User
 
 

@@ -18,12 +18,12 @@ from sqlalchemy import func, select
 from sqlmodel import SQLModel
 
 from storage import backup, database, export, importer, restore
+from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.bootstrap import bootstrap, prepare_database
 from storage.database import Database
 from storage.errors import ConfigurationError
-from storage.verification import verify_chain
 from support.backends import fresh_database
 from support.docs import python_blocks, run_example
 from support.models import User

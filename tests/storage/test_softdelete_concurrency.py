@@ -18,12 +18,12 @@ import pytest
 from sqlalchemy import Table, func, select
 
 from storage import database
+from storage._rows import single_key
+from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.bootstrap import prepare_database
 from storage.relations import children_of
-from storage.rows import single_key
-from storage.verification import verify_chain
 from support.models import Bay, Fixture, Permit, Site
 from support.softdelete_writers import (
     Tally,

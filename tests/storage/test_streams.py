@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from fastapi import Depends, FastAPI, HTTPException
 
+from storage._streams import parse_cursor
 from storage.accessor import ModelAccessor
 from storage.bootstrap import bootstrap
 from storage.http import RouteAuth
-from storage.streams import parse_cursor
 from support.models import Gadget, User
 from support.testclient import TestClient
 

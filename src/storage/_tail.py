@@ -1,7 +1,7 @@
 """The audit log's tail: a thread that reads new audit rows as they become final.
 
 An :class:`AuditTail` reads, on a thread and a connection of its own, the audit rows up to the
-log's watermark (:mod:`storage.watermark`) and hands them to its sink (the
+log's watermark (:mod:`storage._watermark`) and hands them to its sink (the
 :class:`storage.feed.ChangeFeed` that fans them out). It waits for something to read the
 backend's way: ``LISTEN`` on PostgreSQL (with a look every 2 s in case a notification was
 missed), a cheap check every ``poll_interval`` elsewhere, and at once when this process
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy import Connection, Table, select
 
 from storage import changes
+from storage._watermark import Watermark, highest_id, watermark_for
 from storage.auditor import AuditLog
 from storage.changes import ChangeEvent
-from storage.watermark import Watermark, highest_id, watermark_for
 
 if TYPE_CHECKING:
     from storage.database import Database
 
 __all__ = ["AUDIT_TABLE", "AuditTail", "Sink"]
 
-logger = logging.getLogger("storage.tail")
+logger = logging.getLogger("storage._tail")
 
 AUDIT_TABLE: Table = AuditLog.__table__  # type: ignore[attr-defined]
 _RESTORE = ("database", "restore")  # the audit row a restore writes

@@ -35,7 +35,7 @@ from storage.errors import DatabaseBusyError, RecordLimitError, translate_driver
 
 __all__ = ["RecordCap"]
 
-logger = logging.getLogger("storage.limits")
+logger = logging.getLogger("storage._limits")
 
 _MYSQL_DIALECTS = ("mysql", "mariadb")
 _MYSQL_LOCK_NAME_MAX = 64

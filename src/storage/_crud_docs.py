@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage.openapi import ETAG, LINK, LOCATION, NEXT_CURSOR, TOTAL_COUNT
+from storage._openapi import ETAG, LINK, LOCATION, NEXT_CURSOR, TOTAL_COUNT
 
 __all__ = ["ERRORS", "GET_PARAMETERS", "HEADERS", "ROUTES"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.pool import QueuePool
 
-from storage.listeners import call_listeners
+from storage._listeners import call_listeners
 
 __all__ = ["TimedQueuePool", "WaitListener", "off_wait", "on_wait", "timed_wait"]
 

@@ -33,7 +33,7 @@ from storage.database import Database
 
 __all__ = ["ChainProblem", "ChainReport", "verify_chain", "verify_chain_on"]
 
-logger = logging.getLogger("storage.verification")
+logger = logging.getLogger("storage._verification")
 
 ChainProblem = Literal["hash_missing", "link_broken", "content_changed", "head_mismatch"]
 DEFAULT_PAGE_SIZE = 1000
@@ -61,7 +61,7 @@ class ChainReport(BaseModel):
     broken_at: int | None = None
     """The id of the first row where the chain breaks."""
     problem: ChainProblem | None = None
-    """What is wrong at ``broken_at`` (see :mod:`storage.verification`)."""
+    """What is wrong at ``broken_at`` (see :mod:`storage._verification`)."""
     detail: str | None = None
     """The problem in words."""
 

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from storage.cli_audit import audit_command
-from storage.cli_common import JsonOption, emit_json, open_database, progress
-from storage.verification import DEFAULT_PAGE_SIZE, ChainReport, verify_chain
+from storage._cli_audit import audit_command
+from storage._cli_common import JsonOption, emit_json, open_database, progress
+from storage._verification import DEFAULT_PAGE_SIZE, ChainReport, verify_chain
 
 __all__ = ["audit_app", "verify_command"]
 

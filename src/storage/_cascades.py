@@ -26,8 +26,8 @@ from sqlalchemy import Column, ForeignKey, Table, inspect, select
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
+from storage._rows import in_chunks, single_key
 from storage.auditor import audit_row, to_json_safe
-from storage.rows import in_chunks, single_key
 
 __all__ = [
     "Dependant",

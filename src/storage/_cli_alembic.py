@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from storage.cli_audit import migrate_app
-from storage.cli_common import CommandFailed, JsonOption, ModelsOption, emit_json, progress
+from storage._cli_audit import migrate_app
+from storage._cli_common import CommandFailed, JsonOption, ModelsOption, emit_json, progress
 
 __all__ = ["migrate_app"]
 

@@ -25,8 +25,8 @@ from fastapi.params import Depends as DependsParam
 from fastapi.responses import StreamingResponse
 from fastapi.sse import KEEPALIVE_COMMENT, ServerSentEvent, format_sse_event
 
+from storage._endpoints import typed_endpoint
 from storage.changes import ChangeEvent
-from storage.endpoints import typed_endpoint
 from storage.errors import DatabaseUnavailableError, ValidationError
 from storage.feed import ChangeFeed, close_all, get_feed
 from storage.http import StorageRoute

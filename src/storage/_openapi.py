@@ -14,7 +14,7 @@ declares; docs/clients.md shows how to generate one.
 - **Response headers** (:data:`ETAG`, :data:`LOCATION`, ...) are declared where the routes send
   them; :func:`file_response` declares a download with its media type and a binary body.
 - **Endpoint signatures**, which FastAPI reads to write the parameters: the routers' endpoints
-  are methods of a small class, and :func:`storage.endpoints.typed_endpoint` puts in the types
+  are methods of a small class, and :func:`storage._endpoints.typed_endpoint` puts in the types
   and defaults that depend on the router's options (a model's key type, a router's limits).
 """
 

@@ -49,9 +49,9 @@ from sqlalchemy import (
 )
 from sqlmodel import SQLModel
 
+from storage._schemas import input_annotation, integer_range, strip_optional
 from storage.auditor import to_json_safe
 from storage.errors import ValidationError
-from storage.schemas import input_annotation, integer_range, strip_optional
 
 __all__ = ["OPERATORS", "ModelQuery", "SortKey"]
 

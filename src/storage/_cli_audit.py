@@ -15,8 +15,7 @@ from sqlalchemy import func
 from sqlmodel import col, select
 
 from storage import changes, database
-from storage.auditor import AuditLog, as_utc
-from storage.cli_common import (
+from storage._cli_common import (
     AppOption,
     JsonOption,
     ModelsOption,
@@ -25,6 +24,7 @@ from storage.cli_common import (
     open_database,
     progress,
 )
+from storage.auditor import AuditLog, as_utc
 from storage.migrations import MigrationPlan, apply_sqlmodel_migrations, plan_sqlmodel_migrations
 from storage.uniqueness import make_unique_live
 

@@ -46,8 +46,8 @@ from sqlalchemy import BigInteger, Column, Integer, Numeric, SmallInteger, Strin
 from sqlalchemy.types import TypeEngine
 from sqlmodel import SQLModel
 
+from storage._rows import SOFT_DELETE_COLUMN
 from storage.auditor import as_utc, naive_utc
-from storage.rows import SOFT_DELETE_COLUMN
 
 __all__ = [
     "CrudSchemas",

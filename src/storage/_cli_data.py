@@ -17,9 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from storage import backup, database, export, importer, restore
-from storage.auditor import AuditLog
-from storage.chain import AuditChainHead
-from storage.cli_common import (
+from storage._cli_common import (
     AppOption,
     CommandFailed,
     JsonOption,
@@ -29,7 +27,9 @@ from storage.cli_common import (
     open_database,
     progress,
 )
-from storage.snapshots import open_snapshot_file, quote
+from storage._snapshots import open_snapshot_file, quote
+from storage.auditor import AuditLog
+from storage.chain import AuditChainHead
 
 __all__ = ["backup_command", "export_command", "import_command", "restore_command"]
 

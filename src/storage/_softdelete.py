@@ -22,12 +22,12 @@ from typing import Any
 from sqlalchemy import Column, Table, func, select, update
 from sqlalchemy.orm import Session
 
+from storage._cascades import Dependant, component_of
+from storage._listeners import Change, is_watched, record
+from storage._rows import SOFT_DELETE_COLUMN, RowShape, in_chunks, single_key
 from storage.auditor import UTCDateTime, naive_utc, to_json_safe
-from storage.cascades import Dependant, component_of
 from storage.errors import DeletedParentError, LiveChildrenError, RestoreConflictError
-from storage.listeners import Change, is_watched, record
 from storage.relations import Relation, children_of, parents_of
-from storage.rows import SOFT_DELETE_COLUMN, RowShape, in_chunks, single_key
 from storage.uniqueness import live_holder
 
 __all__ = ["Cascade", "check_moved", "check_parents", "refuse_taken_values", "restore_children"]

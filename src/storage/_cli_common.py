@@ -16,8 +16,8 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from storage import database
+from storage._reflection import reflect_missing
 from storage.errors import StorageError, translate
-from storage.reflection import reflect_missing
 
 __all__ = [
     "EXIT_FAILED",
