@@ -49,6 +49,7 @@ __all__ = [
 
 HEAD_ID = 1
 _FRACTIONLESS = ("mysql", "mariadb")
+_GAP_LOCKING = ("mysql", "mariadb")
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -151,14 +152,29 @@ def follow(connection: Connection, audit: Table) -> tuple[int | None, str | None
 def lock_head(connection: Connection, audit: Table) -> str | None:
     """Lock the head row until the transaction on ``connection`` ends (creating it, from the
     last audit row, when it is missing) and return its hash."""
+    if connection.dialect.name in _GAP_LOCKING:
+        _create_missing_head_apart(connection, audit)
     lock = select(HEAD.c.hash).where(HEAD.c.id == HEAD_ID).with_for_update()
     found = connection.execute(lock).first()
     if found is None:
-        # Two writers may both get here; the second one's insert is ignored and it waits below
-        # (MySQL/MariaDB may end one as a deadlock victim instead: see ensure_head).
+        # Two writers may both get here; the second one's insert is ignored and it waits below.
         _create_head(connection, audit)
         found = connection.execute(lock).first()
     return None if found is None else found[0]
+
+
+def _create_missing_head_apart(connection: Connection, audit: Table) -> None:
+    """On MySQL/MariaDB, create a missing head in a short transaction of its own.
+
+    There a locking read that finds no row locks the gap where it would be, and two writers
+    holding that gap, both inserting the head, deadlock: one of them fails. A plain read
+    takes no lock; a head created apart is committed at once, then locked as usual.
+    """
+    present = select(HEAD.c.id).where(HEAD.c.id == HEAD_ID)
+    if connection.execute(present).first() is not None:
+        return
+    with connection.engine.begin() as apart:
+        _create_head(apart, audit)
 
 
 def ensure_head(connection: Connection, audit: Table) -> None:

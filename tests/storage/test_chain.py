@@ -10,13 +10,14 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from storage import database
@@ -215,6 +216,41 @@ def test_a_database_from_before_the_chain_verifies_from_where_it_starts(backend:
 def test_verification_needs_a_page_of_at_least_one_row(backend: str) -> None:
     with pytest.raises(ValueError, match="page_size"):
         verify_chain(page_size=0)
+
+
+def test_first_writers_on_a_log_without_head_all_succeed(backend: str) -> None:
+    # Tables made without bootstrap (as by an Alembic migration) have no head row yet: each
+    # of the first concurrent writers tries to create it, and none may fail. Twenty rounds,
+    # each on a head table emptied as TRUNCATE leaves it, six writers released at once.
+    users = ModelAccessor(User, "users")
+    start, errors = threading.Barrier(6), []
+
+    def write(worker: int, round: int) -> None:
+        start.wait()
+        try:
+            users.insert(User(name=f"w{worker}-{round}"), actor=f"w{worker}")
+        except Exception as exc:  # every failure is reported below, with its type
+            errors.append(exc)
+
+    for round in range(20):
+        _empty_head_table()
+        threads = [threading.Thread(target=write, args=(n, round)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert errors == []
+    report = verify_chain()
+    assert report.ok and report.checked == 120, report
+
+
+def _empty_head_table() -> None:
+    engine = database.get_engine()
+    with engine.begin() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.execute(delete(HEAD))
+        else:
+            connection.execute(text(f"TRUNCATE TABLE {HEAD.name}"))
 
 
 def test_writers_in_two_processes_keep_one_linear_chain(backend: str) -> None:
