@@ -1,5 +1,5 @@
 """What the audit log's hash chain costs: audited writes with the chain beside the same writes
-with the chain step taken out (``storage.chain.link`` made a no-op), in one run, on one database;
+with the chain step taken out (``storage._chain.link`` made a no-op), in one run, on one database;
 and how fast ``verify_chain`` reads.
 
 Usage::
@@ -27,7 +27,8 @@ from pathlib import Path
 from benchkit import reset, timed
 from sqlmodel import Field, SQLModel
 
-from storage import chain, database
+from storage import _chain as chain
+from storage import database
 from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 

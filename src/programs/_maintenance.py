@@ -20,6 +20,7 @@ from programs._discovery import DiscoveryProblem
 from programs._schemas import BackupInfo, DatabaseStats, DiscoveryProblemRead
 from programs._tables import ProgramInstance, ProgramTemplate
 from storage import backup, database
+from storage._copying import existing_tables
 from storage.auditor import utcnow
 
 __all__ = ["backend_name", "database_stats", "default_backup_dir", "write_backup"]
@@ -35,7 +36,7 @@ def database_stats(problems: tuple[DiscoveryProblem, ...] = ()) -> DatabaseStats
     """Row counts of every table, the size of the database and the program store's health,
     read in one consistent snapshot."""
     with database.get_database().snapshot_read() as connection:
-        tables = backup.existing_tables(connection, SQLModel.metadata)
+        tables = existing_tables(connection, SQLModel.metadata)
         counts = {
             table.name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
             for table in tables

@@ -29,7 +29,7 @@ from storage.errors import IntegrityConflictError
 if TYPE_CHECKING:
     from programs.store import ProgramStore
 
-__all__ = ["SYNC_ACTOR", "SyncReport", "sync_templates"]
+__all__ = ["SYNC_ACTOR", "SyncReport"]
 
 SYNC_ACTOR = "programs.sync"
 

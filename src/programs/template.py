@@ -22,18 +22,11 @@ from pydantic import ValidationError as PydanticValidationError
 from programs.errors import ProgramDataError
 from storage.auditor import to_json_safe
 
-__all__ = [
-    "TEMPLATE_ATTRIBUTE",
-    "BaseProgramModel",
-    "Template",
-    "error_list",
-    "program",
-    "template_of",
-]
+__all__ = ["BaseProgramModel", "Template", "program"]
 
 FunctionT = TypeVar("FunctionT", bound=Callable[..., Any])
 
-TEMPLATE_ATTRIBUTE = "__program_template__"
+_TEMPLATE_ATTRIBUTE = "__program_template__"
 # Template names travel in URLs (/program-templates/{name}); keep them to one plain segment.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}")
 
@@ -105,7 +98,7 @@ class Template:
         except PydanticValidationError as exc:
             raise ProgramDataError(
                 f"the data does not match template {self.name!r} ({exc.error_count()} errors)",
-                error_list(exc, include_input=True),
+                _error_list(exc, include_input=True),
             ) from None
 
     def check(self, data: Any) -> list[dict[str, Any]] | None:
@@ -125,7 +118,7 @@ class Template:
         return self.validate(data).model_dump(mode="json")
 
 
-def error_list(exc: PydanticValidationError, *, include_input: bool) -> list[dict[str, Any]]:
+def _error_list(exc: PydanticValidationError, *, include_input: bool) -> list[dict[str, Any]]:
     """Pydantic's errors as JSON-safe dictionaries (validator exceptions become text)."""
     errors: list[dict[str, Any]] = json.loads(
         exc.json(include_url=False, include_input=include_input)
@@ -184,7 +177,7 @@ def program(
             description=description if description is not None else doc,
             version=version,
         )
-        setattr(function, TEMPLATE_ATTRIBUTE, template)
+        setattr(function, _TEMPLATE_ATTRIBUTE, template)
         return function
 
     return mark
@@ -192,5 +185,5 @@ def program(
 
 def template_of(obj: Any) -> Template | None:
     """The template a ``@program`` function carries, or ``None`` for anything else."""
-    template = getattr(obj, TEMPLATE_ATTRIBUTE, None) if inspect.isfunction(obj) else None
+    template = getattr(obj, _TEMPLATE_ATTRIBUTE, None) if inspect.isfunction(obj) else None
     return template if isinstance(template, Template) else None

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
 from storage import backup, database, export, importer, restore
+from storage._chain import AuditChainHead
 from storage._cli_common import (
     AppOption,
     CommandFailed,
@@ -29,7 +30,6 @@ from storage._cli_common import (
 )
 from storage._snapshots import open_snapshot_file, quote
 from storage.auditor import AuditLog
-from storage.chain import AuditChainHead
 
 __all__ = ["backup_command", "export_command", "import_command", "restore_command"]
 

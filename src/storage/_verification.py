@@ -1,4 +1,4 @@
-"""Verifying the audit log's hash chain (:mod:`storage.chain`) from the first row to the head.
+"""Verifying the audit log's hash chain (:mod:`storage._chain`) from the first row to the head.
 
 The log is read in pages by id inside one read transaction (one consistent state while writers
 carry on), so memory stays flat whatever its size. Rows written before the chain existed (no
@@ -27,8 +27,8 @@ from sqlalchemy import Connection, inspect, select
 from sqlalchemy.engine import Row
 
 from storage import database as storage_database
+from storage._chain import HEAD, HEAD_ID, row_hash
 from storage.auditor import AUDIT_TABLE
-from storage.chain import HEAD, HEAD_ID, row_hash
 from storage.database import Database
 
 __all__ = ["ChainProblem", "ChainReport", "verify_chain", "verify_chain_on"]

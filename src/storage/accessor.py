@@ -13,6 +13,7 @@ from sqlmodel import Session, SQLModel
 
 from storage import changes
 from storage import database as storage_database
+from storage._bulk import BulkInserter
 from storage._cascades import Dependant, audit_rows_of, dependants, register_component
 from storage._listeners import Change, ChangeListener, is_watched, record, row_values
 from storage._references import missing_parent
@@ -25,7 +26,6 @@ from storage._softdelete import (
     restore_children,
 )
 from storage.auditor import audit_row, utcnow, write_audit_rows
-from storage.bulk import BulkInserter
 from storage.constraints import FOREIGN_KEY, BrokenConstraint
 from storage.errors import (
     ConfigurationError,

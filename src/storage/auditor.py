@@ -32,28 +32,13 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from storage import chain, changes
+from storage import _chain as chain
+from storage import changes
 
-__all__ = [
-    "AUDIT_OPERATIONS",
-    "AUDIT_TABLE",
-    "AuditLog",
-    "AuditOperation",
-    "RecordId",
-    "UTCDateTime",
-    "as_utc",
-    "audit_filters",
-    "audit_operation",
-    "audit_row",
-    "naive_utc",
-    "newest_first",
-    "to_json_safe",
-    "utcnow",
-    "write_audit_rows",
-]
+__all__ = ["AuditLog", "RecordId", "UTCDateTime", "audit_operation", "to_json_safe", "utcnow"]
 
 AuditOperation = Literal["create", "update", "delete", "soft_delete", "restore"]
-AUDIT_OPERATIONS: tuple[str, ...] = ("create", "update", "delete", "soft_delete", "restore")
+_AUDIT_OPERATIONS: tuple[str, ...] = ("create", "update", "delete", "soft_delete", "restore")
 
 
 def utcnow() -> datetime:
@@ -134,7 +119,7 @@ class AuditLog(SQLModel, table=True):
     after: dict[str, Any] | None = Field(
         default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
     )
-    # The hash chain (storage.chain): NULL in rows written before it existed.
+    # The hash chain (storage._chain): NULL in rows written before it existed.
     prev_hash: str | None = Field(default=None, max_length=64)
     hash: str | None = Field(default=None, max_length=64)
 
@@ -197,7 +182,7 @@ def audit_row(
 
 def write_audit_rows(session: Session, rows: Iterable[dict[str, Any]]) -> None:
     """Insert audit rows in one bulk statement inside the session's transaction, chained to
-    the log's hash chain (:func:`storage.chain.link`: the chain's head stays locked until the
+    the log's hash chain (:func:`storage._chain.link`: the chain's head stays locked until the
     transaction ends)."""
     batch = [dict(row) for row in rows]
     if batch:
@@ -227,7 +212,7 @@ def audit_operation(
     Args:
         session: the session whose transaction holds the write.
         component: the accessor's component name (e.g. ``"users"``).
-        operation: one of :data:`AUDIT_OPERATIONS` (other strings are stored as given).
+        operation: one of :data:`_AUDIT_OPERATIONS` (other strings are stored as given).
         record_id: the primary key of the written row (int, str or UUID).
         actor: who made the change.
         before: the row before the write (JSON-safe values), if any.

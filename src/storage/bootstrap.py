@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 from sqlmodel import SQLModel
 
-from storage import chain, restore
+from storage import _chain as chain
 from storage import database as storage_database
+from storage import restore
 from storage.accessor import ModelAccessor
 from storage.auditor import AUDIT_TABLE
 from storage.database import Database
@@ -43,7 +44,7 @@ def prepare_database(
     database: Database | None = None,
 ) -> None:
     """Configure the URL, then create missing tables or apply the additive migrations, and
-    the audit chain's head row (:func:`storage.chain.ensure_head`).
+    the audit chain's head row (:func:`storage._chain.ensure_head`).
 
     ``database`` is the :class:`~storage.database.Database` to prepare (default
     :func:`storage.database.get_database`); ``database_url`` and ``sqlite_synchronous``

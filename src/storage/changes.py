@@ -39,8 +39,6 @@ if TYPE_CHECKING:
     from storage.database import Database
 
 __all__ = [
-    "CHANNEL",
-    "RESET",
     "Change",
     "ChangeEvent",
     "ChangeListener",

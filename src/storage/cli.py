@@ -24,15 +24,15 @@ from storage._cli_common import EXIT_FAILED, HANDLED, describe
 from storage._cli_data import backup_command, export_command, import_command, restore_command
 from storage._cli_serve import serve_command
 
-__all__ = ["BUILTIN_COMMANDS", "ENTRY_POINT_GROUP", "build_app", "main"]
+__all__ = ["ENTRY_POINT_GROUP", "main"]
 
 ENTRY_POINT_GROUP = "machine_storage.cli"
 
 
-BUILTIN_COMMANDS = ("backup", "restore", "export", "import", "migrate", "audit", "serve")
+_BUILTIN_COMMANDS = ("backup", "restore", "export", "import", "migrate", "audit", "serve")
 
 
-def build_app(*, extensions: bool = True) -> typer.Typer:
+def _build_app(*, extensions: bool = True) -> typer.Typer:
     """The ``machine-storage`` application with every command, extensions' included unless
     ``extensions`` is false."""
     app = typer.Typer(
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     # it may define tables (programs does), which must not join the tables of a backup,
     # restore or export that reads them from the database.
     command = next((arg for arg in args if not arg.startswith("-")), None)
-    app = build_app(extensions=command not in BUILTIN_COMMANDS)
+    app = _build_app(extensions=command not in _BUILTIN_COMMANDS)
     try:
         app(args=args, prog_name="machine-storage")
     except HANDLED as exc:

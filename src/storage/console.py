@@ -20,9 +20,9 @@ from starlette.staticfiles import StaticFiles
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-__all__ = ["ASSETS", "mount_console"]
+__all__ = ["mount_console"]
 
-ASSETS = Path(__file__).with_name("console_assets")
+_ASSETS = Path(__file__).with_name("console_assets")
 """The folder of the console's files (``index.html``, the modules, the style sheet)."""
 
 _NO_STORE = {"Cache-Control": "no-cache"}
@@ -44,7 +44,7 @@ def mount_console(app: FastAPI, path: str = "/console") -> None:
     path = path.rstrip("/")
     if not path.startswith("/"):
         raise ValueError(f"the console's path must start with '/': {path!r}")
-    template = (ASSETS / "index.html").read_text(encoding="utf-8")
+    template = (_ASSETS / "index.html").read_text(encoding="utf-8")
 
     async def page(request: Request) -> HTMLResponse:
         root = request.scope.get("root_path", "").rstrip("/")
@@ -55,4 +55,4 @@ def mount_console(app: FastAPI, path: str = "/console") -> None:
 
     for route in (path, f"{path}/", f"{path}/index.html"):
         app.add_route(route, page, methods=["GET"], include_in_schema=False)
-    app.mount(path, StaticFiles(directory=ASSETS, check_dir=True), name="console")
+    app.mount(path, StaticFiles(directory=_ASSETS, check_dir=True), name="console")

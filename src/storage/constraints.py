@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["CHECK", "FOREIGN_KEY", "NOT_NULL", "UNIQUE", "BrokenConstraint", "broken_constraint"]
+__all__ = ["BrokenConstraint", "CHECK", "FOREIGN_KEY", "NOT_NULL", "UNIQUE"]
 
 UNIQUE = "unique"
 FOREIGN_KEY = "foreign key"

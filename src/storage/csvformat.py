@@ -45,17 +45,17 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 from storage._schemas import integer_range
 from storage.auditor import UTCDateTime
 
-__all__ = ["NULL", "ColumnCodec", "Kind", "show_value"]
+__all__ = ["ColumnCodec", "NULL"]
 
 NULL = "\\N"
 
-Kind = Literal[
+_Kind = Literal[
     "text", "int", "float", "decimal", "bool", "datetime", "date", "time", "interval", "uuid",
     "json", "enum", "bytes",
 ]  # fmt: skip
 
 # Checked in this order: Enum is a String, Float a Numeric, Interval wraps a DateTime.
-_KINDS: tuple[tuple[type[TypeEngine[Any]], Kind], ...] = (
+_KINDS: tuple[tuple[type[TypeEngine[Any]], _Kind], ...] = (
     (Interval, "interval"),
     (Boolean, "bool"),
     (Enum, "enum"),
@@ -69,14 +69,14 @@ _KINDS: tuple[tuple[type[TypeEngine[Any]], Kind], ...] = (
     (Numeric, "decimal"),
     (LargeBinary, "bytes"),
 )
-_NUMBERS: frozenset[Kind] = frozenset({"int", "float", "decimal"})
+_NUMBERS: frozenset[_Kind] = frozenset({"int", "float", "decimal"})
 _RISKY = ("=", "+", "-", "@", "\t", "\r", "'")
 _INTEGER = re.compile(r"[+-]?\d+")
 _TRUE = frozenset({"true", "t", "yes", "y", "1"})
 _FALSE = frozenset({"false", "f", "no", "n", "0"})
 
 
-def _kind_of(type_: TypeEngine[Any]) -> tuple[Kind, TypeEngine[Any]]:
+def _kind_of(type_: TypeEngine[Any]) -> tuple[_Kind, TypeEngine[Any]]:
     candidates = [type_]
     if isinstance(type_, TypeDecorator):
         candidates.append(type_.impl_instance)
@@ -92,7 +92,7 @@ class ColumnCodec:
     """Writes one column's values as CSV cells and reads them back, checking them."""
 
     column: Column[Any]
-    kind: Kind
+    kind: _Kind
     type_: TypeEngine[Any]
     nullable: bool
     dialect: str = ""

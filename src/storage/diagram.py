@@ -24,7 +24,7 @@ from storage.errors import MissingDependencyError, StorageError
 if TYPE_CHECKING:
     from pydot import Dot
 
-__all__ = ["INSTALL_HINT", "render_svg"]
+__all__ = ["render_svg"]
 
 INSTALL_HINT = "install it with `pip install machine-storage[diagram]`"
 _TIMEOUT = 60.0

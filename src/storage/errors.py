@@ -76,8 +76,6 @@ __all__ = [
     "StorageError",
     "UnsupportedMigrationError",
     "ValidationError",
-    "is_busy",
-    "is_deadlock",
     "translate_driver_errors",
 ]
 

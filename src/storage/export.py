@@ -21,11 +21,11 @@ from sqlalchemy import Connection, Table, select
 from sqlmodel import SQLModel
 
 from storage import database as storage_database
-from storage.backup import BATCH_SIZE, existing_tables
+from storage._copying import BATCH_SIZE, existing_tables
 from storage.csvformat import ColumnCodec
 from storage.database import Database
 
-__all__ = ["iter_export", "open_export", "write_export", "write_table_csv"]
+__all__ = ["iter_export", "open_export", "write_export"]
 
 _SPOOL_BYTES = 8 << 20  # an export larger than this goes to disk
 CHUNK_BYTES = 1 << 16

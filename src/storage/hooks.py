@@ -12,7 +12,7 @@ from typing import Generic, Literal, TypeVar, get_args
 
 from sqlmodel import Session, SQLModel
 
-__all__ = ["HOOK_EVENTS", "HookDecorators", "HookEvent", "HookFn", "HookRegistry", "ModelRecord"]
+__all__ = ["HOOK_EVENTS", "HookEvent", "HookFn", "HookRegistry", "ModelRecord"]
 
 ModelT = TypeVar("ModelT")
 ModelRecord = TypeVar("ModelRecord", bound=SQLModel)

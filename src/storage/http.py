@@ -33,7 +33,6 @@ from storage._openapi import (
     UNAVAILABLE,
     ErrorBody,
     ValidationErrorBody,
-    ValidationIssue,
     error_model,
     uses_dependency,
 )
@@ -53,35 +52,18 @@ from storage.errors import (
 )
 
 __all__ = [
-    "MAX_ACTOR_LENGTH",
-    "MAX_OFFSET",
-    "STATUS_BY_ERROR",
     "ANONYMOUS_ACTOR",
-    "AdminRoute",
     "ErrorBody",
-    "IfMatch",
     "RouteAuth",
     "StorageRoute",
     "ValidationErrorBody",
-    "ValidationIssue",
-    "actor_dependency",
-    "authenticated_actor",
-    "cancelled_on_disconnect",
-    "error_response",
-    "file_upload_body",
     "get_actor",
-    "limit_body",
-    "method_not_allowed",
-    "require_local_client",
-    "uploaded_file",
-    "optional_actor",
-    "require_actor",
 ]
 
 logger = logging.getLogger("storage.http")
 
 # Most specific first: the first class the error is an instance of decides the status.
-STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
+_STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
     (NotFoundError, 404),
     (PreconditionFailedError, 412),
     (PayloadTooLargeError, 413),
@@ -99,9 +81,9 @@ STATUS_BY_ERROR: tuple[tuple[type[StorageError], int], ...] = (
 _RETRY_LATER = (DatabaseBusyError, DatabaseUnavailableError)
 
 
-def error_response(exc: StorageError) -> JSONResponse:
+def _error_response(exc: StorageError) -> JSONResponse:
     """The JSON response for a storage error: ``{"detail": message}`` and its status."""
-    for error_type, status in STATUS_BY_ERROR:
+    for error_type, status in _STATUS_BY_ERROR:
         if isinstance(exc, error_type):
             headers = {"Retry-After": "1"} if isinstance(exc, _RETRY_LATER) else None
             return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
@@ -115,7 +97,7 @@ class StorageRoute(APIRoute):
     The document it gives the route: the body of each error status declared
     (``{"detail": ...}``, :class:`ErrorBody`; for 422 :class:`ValidationErrorBody`); the 503 of
     a busy or unreachable database, with ``Retry-After`` (unless :attr:`uses_database` is
-    false); the 403 of :func:`require_local_client`; and ``X-User`` as a required header
+    false); the 403 of :func:`_require_local_client`; and ``X-User`` as a required header
     where the route's actor has no default (``actor_dependency(None)``).
     """
 
@@ -148,7 +130,7 @@ class StorageRoute(APIRoute):
             given = responses.pop(503, None) or responses.pop("503", None) or {}
             headers = {**UNAVAILABLE["headers"], **given.get("headers", {})}
             responses[503] = {**UNAVAILABLE, **given, "headers": headers}
-        if any(getattr(d, "dependency", None) is require_local_client for d in guards):
+        if any(getattr(d, "dependency", None) is _require_local_client for d in guards):
             responses.setdefault(403, {"description": _LOCAL_ONLY})
         if _needs_actor(path, endpoint, guards):
             # The dependency reads the header itself (400 without it): FastAPI would document
@@ -173,7 +155,7 @@ class StorageRoute(APIRoute):
             try:
                 return await handler(request)
             except StorageError as exc:
-                return error_response(exc)
+                return _error_response(exc)
             except RequestValidationError as exc:
                 if _encodable(exc.errors()):
                     raise  # the app's handler answers, as for any other route
@@ -254,7 +236,7 @@ def limit_body(max_bytes: int, kind: str | None = None) -> type[StorageRoute]:
             async def handle(request: Request) -> Response:
                 declared = request.headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > max_bytes:
-                    return error_response(PayloadTooLargeError(message))
+                    return _error_response(PayloadTooLargeError(message))
                 receive = _counting_receive(request.receive, max_bytes, message)
                 return await handler(Request(request.scope, receive))
 
@@ -278,7 +260,7 @@ def _counting_receive(receive: Receive, max_bytes: int, message: str) -> Receive
     return counted
 
 
-def require_actor(
+def _require_actor(
     request: Request,
     x_user: Annotated[
         str | None,
@@ -287,8 +269,8 @@ def require_actor(
 ) -> str:
     """FastAPI dependency: who makes a change: the identity the app's auth dependency set in
     ``request.state.actor``, else the ``X-User`` header, required on every mutation (400
-    without; 422 over :data:`MAX_ACTOR_LENGTH` characters)."""
-    identity = authenticated_actor(request)
+    without; 422 over :data:`_MAX_ACTOR_LENGTH` characters)."""
+    identity = _authenticated_actor(request)
     if identity is not None:
         return identity
     if x_user is None or not x_user.strip():
@@ -301,24 +283,24 @@ def _require_actor_header(
     # Left out of the document here: StorageRoute declares it required (see _X_USER_REQUIRED).
     x_user: Annotated[str | None, Header(alias="X-User", include_in_schema=False)] = None,
 ) -> str:
-    return require_actor(request, x_user)
+    return _require_actor(request, x_user)
 
 
 def get_actor(request: Request) -> str:
     """vention-storage's actor dependency (``storage.router_model.get_actor``), for an app's own
-    routes: :func:`require_actor` as one function of the request.
+    routes: :func:`_require_actor` as one function of the request.
 
     Raises:
         HTTPException: 400 without an ``X-User`` header (or authenticated identity), 422 when
-            it is longer than :data:`MAX_ACTOR_LENGTH` characters.
+            it is longer than :data:`_MAX_ACTOR_LENGTH` characters.
     """
     try:
-        return require_actor(request, request.headers.get("X-User"))
+        return _require_actor(request, request.headers.get("X-User"))
     except ValidationError as exc:  # its own routes are not StorageRoutes: answer here
         raise HTTPException(status_code=422, detail=str(exc)) from None
 
 
-def authenticated_actor(request: Request) -> str | None:
+def _authenticated_actor(request: Request) -> str | None:
     """The identity an auth dependency recorded in ``request.state.actor``, if any.
 
     An app whose auth dependency knows who calls sets ``request.state.actor = user.name``;
@@ -347,10 +329,10 @@ MAX_OFFSET = 2**63 - 1
 def actor_dependency(default: str | None) -> Callable[..., str]:
     """The actor dependency of routes whose clients may send no ``X-User``: the authenticated
     identity, else the header, else ``default``; ``default=None`` requires the header
-    (:func:`require_actor`).
+    (:func:`_require_actor`).
 
     Raises:
-        ValidationError: ``default`` is blank or longer than :data:`MAX_ACTOR_LENGTH`.
+        ValidationError: ``default`` is blank or longer than :data:`_MAX_ACTOR_LENGTH`.
     """
     if default is None:
         return _require_actor_header
@@ -368,7 +350,7 @@ def actor_dependency(default: str | None) -> Callable[..., str]:
             "when left out).",
         ),
     ) -> str:
-        identity = authenticated_actor(request)
+        identity = _authenticated_actor(request)
         if identity is not None:
             return identity
         return _checked_actor(x_user.strip()) if x_user and x_user.strip() else fallback
@@ -376,7 +358,7 @@ def actor_dependency(default: str | None) -> Callable[..., str]:
     return actor_or_default
 
 
-MAX_ACTOR_LENGTH = 200
+_MAX_ACTOR_LENGTH = 200
 """The longest ``X-User`` accepted, on every backend: what every column that records an actor
 holds (``started_by`` of a run is the narrowest)."""
 
@@ -386,19 +368,19 @@ _X_USER_REQUIRED = {
     "name": "X-User",
     "in": "header",
     "required": True,
-    "schema": {"type": "string", "maxLength": MAX_ACTOR_LENGTH, "description": _WHO},
+    "schema": {"type": "string", "maxLength": _MAX_ACTOR_LENGTH, "description": _WHO},
     "description": _WHO,
 }
 
 
 def _checked_actor(actor: str) -> str:
-    if len(actor) > MAX_ACTOR_LENGTH:
-        raise ValidationError(f"the X-User header is longer than {MAX_ACTOR_LENGTH} characters")
+    if len(actor) > _MAX_ACTOR_LENGTH:
+        raise ValidationError(f"the X-User header is longer than {_MAX_ACTOR_LENGTH} characters")
     return actor
 
 
 optional_actor = actor_dependency(ANONYMOUS_ACTOR)
-"""FastAPI dependency: the authenticated identity (see :func:`require_actor`), else the
+"""FastAPI dependency: the authenticated identity (see :func:`_require_actor`), else the
 ``X-User`` header, else ``"anonymous"``: for the routes vention-storage clients already call
 without the header (``/db/restore``)."""
 
@@ -449,7 +431,7 @@ class RouteAuth:
         """The dependencies of the routes that replace or destroy data (restore, import,
         purge)."""
         if self.is_open and not self.unguarded_remote_admin:
-            return [Depends(require_local_client)]
+            return [Depends(_require_local_client)]
         return self.admin_guards
 
     @classmethod
@@ -462,7 +444,7 @@ _LOCAL_ONLY = "The app configures no auth, and the client is not on this machine
 _LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
 
 
-def require_local_client(request: Request) -> None:
+def _require_local_client(request: Request) -> None:
     """FastAPI dependency: refuse (403) a client that is not on this machine.
 
     Guards the routes that replace data when an app configured no auth at all. Starlette's

@@ -38,17 +38,17 @@ from sqlmodel import Session, SQLModel
 from storage import changes
 from storage import database as storage_database
 from storage._cascades import audit_rows_of
+from storage._copying import BATCH_SIZE, reset_sequences
 from storage._rows import SOFT_DELETE_COLUMN
 from storage._softdelete import Cascade, check_parents
 from storage.auditor import audit_row, write_audit_rows
-from storage.backup import BATCH_SIZE, reset_sequences
 from storage.csvformat import ColumnCodec, show_value
 from storage.database import Database
 from storage.errors import ConflictError, ValidationError, translate
 from storage.relations import children_of
 from storage.uploads import BoundedText, ImportLimits
 
-__all__ = ["IMPORTABLE", "ImportMode", "ImportSummary", "import_upload", "importable"]
+__all__ = ["ImportMode", "ImportSummary", "import_upload", "importable"]
 
 IMPORTABLE = "importable"
 """The ``Table.info`` key that, set to ``False``, keeps a table out of CSV imports."""

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from storage.database import Database
 
-__all__ = ["INSTALL_HINT", "StorageMetrics", "install", "metrics_of", "route_kind"]
+__all__ = ["StorageMetrics", "install", "metrics_of"]
 
 INSTALL_HINT = "pip install 'machine-storage[metrics]'"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -233,7 +233,7 @@ class _ProcessCollector:
         )
 
 
-def route_kind(route: Any) -> str:
+def _route_kind(route: Any) -> str:
     """``read``, ``write``, ``admin`` or ``stream``: what a route does, for metrics labels."""
     kind = getattr(route, "kind", None)
     if isinstance(kind, str):
@@ -270,7 +270,7 @@ class _MetricsMiddleware:
         finally:
             route = scope.get("route")  # set by the router once a route matched
             self.metrics.observe_request(
-                route_kind(route) if route is not None else "other",
+                _route_kind(route) if route is not None else "other",
                 getattr(route, "path", None) or UNMATCHED,
                 scope["method"],
                 status,

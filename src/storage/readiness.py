@@ -25,7 +25,7 @@ from storage.migrations import plan_sqlmodel_migrations
 if TYPE_CHECKING:
     from storage.database import Database
 
-__all__ = ["Liveness", "Readiness", "SchemaCheck", "backend_name", "check_reachable"]
+__all__ = ["Liveness", "Readiness", "SchemaCheck"]
 
 
 class Liveness(BaseModel):

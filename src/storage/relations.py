@@ -37,14 +37,7 @@ from sqlmodel import SQLModel
 from storage._cascades import orm_effects, per_models
 from storage._rows import SOFT_DELETE_COLUMN
 
-__all__ = [
-    "SOFT_DELETE_POLICY",
-    "Relation",
-    "SoftDeletePolicy",
-    "children_of",
-    "parents_of",
-    "policy_of",
-]
+__all__ = ["SOFT_DELETE_POLICY", "SoftDeletePolicy"]
 
 SoftDeletePolicy = Literal["refuse", "cascade", "leave"]
 SOFT_DELETE_POLICY = "soft_delete"
@@ -104,7 +97,7 @@ def parents_of(child: Table) -> list[Relation]:
     return _cached("parents", child, _parents)
 
 
-def policy_of(foreign_key: ForeignKey, *, orm_cascade: bool = False) -> SoftDeletePolicy:
+def _policy_of(foreign_key: ForeignKey, *, orm_cascade: bool = False) -> SoftDeletePolicy:
     """The policy of one foreign key: its ``info`` (or its column's), else the default.
 
     Args:
@@ -151,7 +144,7 @@ def _relations() -> list[Relation]:
             if parent not in cascading:
                 effects = orm_effects(parent)
                 cascading[parent] = {c for c, effect in effects.items() if effect == "delete"}
-            policy = policy_of(element, orm_cascade=element.parent in cascading[parent])
+            policy = _policy_of(element, orm_cascade=element.parent in cascading[parent])
             found.append(Relation(element.parent, element.column, policy))
     return found
 

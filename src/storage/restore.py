@@ -33,25 +33,19 @@ from sqlalchemy import Connection, MetaData, Table, delete, insert
 from sqlalchemy import exc as sa_exc
 from sqlmodel import SQLModel
 
-from storage import chain, changes
+from storage import _chain as chain
+from storage import changes
 from storage import database as storage_database
+from storage._copying import copy_rows, reset_sequences, sqlite_file_engine
 from storage._processes import is_running
-from storage._snapshots import SQLITE_HEADER, check_file, check_snapshot, open_snapshot_file
+from storage._snapshots import check_file, check_snapshot, open_snapshot_file
 from storage._verification import verify_chain_on
 from storage.auditor import AUDIT_TABLE, audit_row, write_audit_rows
-from storage.backup import copy_rows, reset_sequences, sqlite_file_engine
 from storage.database import Database
 from storage.errors import PayloadTooLargeError, RestoreError, StorageError, translate
 from storage.migrations import apply_sqlmodel_migrations, plan_sqlmodel_migrations
 
-__all__ = [
-    "SQLITE_HEADER",
-    "RestoreSummary",
-    "check_snapshot",
-    "remove_leftovers",
-    "restore_upload",
-    "save_upload",
-]
+__all__ = ["RestoreSummary", "check_snapshot", "restore_upload"]
 
 logger = logging.getLogger("storage.restore")
 
@@ -100,7 +94,7 @@ def restore_upload(
     """
     with tempfile.TemporaryDirectory(prefix=_temp_prefix(), ignore_cleanup_errors=True) as tmp:
         path = Path(tmp) / "upload.sqlite"
-        size = save_upload(upload, path, max_bytes=max_bytes)
+        size = _save_upload(upload, path, max_bytes=max_bytes)
         metadata = metadata if metadata is not None else SQLModel.metadata
         upgraded = upgrade_snapshot(path, metadata)
         tables = check_snapshot(path, integrity_check=integrity_check, metadata=metadata)
@@ -149,7 +143,7 @@ def remove_leftovers(folder: str | None = None) -> list[Path]:
     return removed
 
 
-def save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:
+def _save_upload(source: IO[bytes], path: Path, *, max_bytes: int | None = None) -> int:
     """Copy ``source`` to a new file at ``path`` in chunks; returns the number of bytes.
 
     Raises:

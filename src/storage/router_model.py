@@ -60,11 +60,11 @@ from storage.http import (
 )
 from storage.uniqueness import unique_sets
 
-__all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "LIST_PARAMETERS", "build_crud_router", "get_actor"]
+__all__ = ["DEFAULT_MAX_RECORDS_PER_MODEL", "build_crud_router", "get_actor"]
 
 DEFAULT_MAX_RECORDS_PER_MODEL = 100
 """The row cap of :func:`build_crud_router` when none is given (as in vention-storage)."""
-LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
+_LIST_PARAMETERS = ("limit", "offset", "cursor", "sort", "include_deleted", "count")
 
 Actor = Annotated[str, Depends(actor_dependency(None))]
 IfNoneMatch = Annotated[
@@ -198,7 +198,7 @@ class _CrudRoutes:
         self.accessor = accessor
         self.schemas = schemas
         self.cap = cap
-        self.query = ModelQuery(accessor.model, accessor.primary_key, reserved=LIST_PARAMETERS)
+        self.query = ModelQuery(accessor.model, accessor.primary_key, reserved=_LIST_PARAMETERS)
         kind = self.query.fields[accessor.primary_key].kind
         path = Path(description=f"The {accessor.primary_key} of the record.")
         self.key_annotation: Any = Annotated[(kind if kind in (int, uuid.UUID) else str, path)]

@@ -42,9 +42,9 @@ from storage import database
 from storage._rows import SOFT_DELETE_COLUMN, in_chunks
 from storage.errors import UnsupportedMigrationError, translate_driver_errors
 
-__all__ = ["LIVE_UNIQUE", "live_holder", "live_only", "make_unique_live", "unique_sets"]
+__all__ = ["live_only", "make_unique_live"]
 
-LIVE_UNIQUE = "live_unique"
+_LIVE_UNIQUE = "live_unique"
 """The ``Table.info`` key that, set to ``False``, keeps a soft-delete table's unique
 constraints as declared (a deleted row keeps holding its values)."""
 
@@ -54,7 +54,7 @@ _PARTIAL = ("postgresql", "sqlite")
 def live_only(table: Table) -> None:
     """Make the unique constraints and indexes of ``table`` hold over live rows only (see the
     module documentation); nothing for a table without ``deleted_at``. Idempotent."""
-    if SOFT_DELETE_COLUMN not in table.c or table.info.get(LIVE_UNIQUE) is False:
+    if SOFT_DELETE_COLUMN not in table.c or table.info.get(_LIVE_UNIQUE) is False:
         return
     live = table.c[SOFT_DELETE_COLUMN].is_(None)
     for constraint in [c for c in table.constraints if isinstance(c, UniqueConstraint)]:

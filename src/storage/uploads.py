@@ -16,7 +16,7 @@ from typing import TextIO
 
 from storage.errors import OperationCancelledError, PayloadTooLargeError, ValidationError
 
-__all__ = ["BoundedText", "ImportLimits"]
+__all__ = ["ImportLimits"]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from storage import database
 from storage.bootstrap import bootstrap
-from storage.console import ASSETS, mount_console
+from storage.console import _ASSETS, mount_console
 from support.testclient import TestClient
 
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
@@ -31,7 +31,7 @@ def console_app(path: str = "/console", root_path: str = "") -> TestClient:
 
 
 def assets() -> list[Path]:
-    return sorted(item for item in ASSETS.iterdir() if item.suffix in ASSET_TYPES)
+    return sorted(item for item in _ASSETS.iterdir() if item.suffix in ASSET_TYPES)
 
 
 @pytest.mark.parametrize("url", ["/console", "/console/", "/console/index.html"])

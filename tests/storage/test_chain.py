@@ -21,11 +21,11 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.engine import Connection
 
 from storage import database
+from storage._chain import HEAD, row_hash
 from storage._verification import verify_chain
 from storage.accessor import ModelAccessor
 from storage.auditor import AUDIT_TABLE, audit_operation, audit_row
 from storage.bootstrap import prepare_database
-from storage.chain import HEAD, row_hash
 from storage.importer import import_upload
 from support.chain_writers import hold_head, write
 from support.dataset import every_kind_of_sample, seed

@@ -18,7 +18,7 @@ from storage.accessor import ModelAccessor
 from storage.auditor import AuditLog
 from storage.errors import DeletedParentError, LiveChildrenError
 from storage.importer import import_upload
-from storage.relations import SOFT_DELETE_POLICY, children_of, policy_of
+from storage.relations import SOFT_DELETE_POLICY, _policy_of, children_of
 from storage.router_model import build_crud_router
 from support.docs import python_blocks, run_example
 from support.models import Bay, Fixture, Permit, Site, Visit
@@ -90,12 +90,12 @@ def test_the_default_policy_follows_ondelete_and_info_overrides_it() -> None:
     )
     assert parent is not None
     keys = {fk.parent.name: fk for fk in child.foreign_keys}
-    assert policy_of(keys["p_id"]) == "leave"  # CASCADE, but no deleted_at to set on c
-    assert policy_of(keys["q_id"]) == "refuse"
+    assert _policy_of(keys["p_id"]) == "leave"  # CASCADE, but no deleted_at to set on c
+    assert _policy_of(keys["q_id"]) == "refuse"
     with pytest.raises(ValueError, match="'cascade' needs a deleted_at column on c"):
-        policy_of(keys["r_id"])
+        _policy_of(keys["r_id"])
     with pytest.raises(ValueError, match="'maybe' is not one of"):
-        policy_of(keys["s_id"])
+        _policy_of(keys["s_id"])
 
 
 def test_cascade_takes_live_children_and_restore_brings_back_only_those(

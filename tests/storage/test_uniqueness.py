@@ -25,7 +25,7 @@ from storage import database
 from storage.accessor import ModelAccessor
 from storage.errors import IntegrityConflictError, RestoreConflictError
 from storage.router_model import build_crud_router
-from storage.uniqueness import LIVE_UNIQUE, live_only, make_unique_live
+from storage.uniqueness import _LIVE_UNIQUE, live_only, make_unique_live
 from support.backends import fresh_database
 from support.cli import json_out, run_cli
 from support.models import Bay, Site, Tag
@@ -50,7 +50,7 @@ def test_unique_constraints_of_soft_delete_tables_become_partial_indexes() -> No
         Column("id", Integer, primary_key=True),
         Column("code", String(10), unique=True),
         Column("deleted_at", DateTime),
-        info={LIVE_UNIQUE: False},
+        info={_LIVE_UNIQUE: False},
     )
     live_only(kept)
     assert [c for c in kept.constraints if isinstance(c, UniqueConstraint)]

@@ -14,8 +14,8 @@ from sqlalchemy import Table, create_engine, select
 from sqlmodel import SQLModel
 
 from storage import database, feed
+from storage._chain import AuditChainHead
 from storage.auditor import AuditLog
-from storage.chain import AuditChainHead
 from support import models
 
 TESTS = Path(__file__).resolve().parents[1]

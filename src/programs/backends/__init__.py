@@ -16,7 +16,7 @@ from programs._context import ProgramCall
 from programs.backends.local import LocalBackend
 from programs.backends.nova import NovaBackend, NovaSettings
 
-__all__ = ["LocalBackend", "NovaBackend", "NovaSettings", "RunnerBackend", "create_backend"]
+__all__ = ["LocalBackend", "NovaBackend", "NovaSettings", "RunnerBackend"]
 
 
 @runtime_checkable

@@ -32,7 +32,7 @@ from programs._tables import RunStatus
 from programs.errors import BackendError, BackendMissingError, RunCancelled
 from storage.auditor import utcnow
 
-__all__ = ["FAIL_FAST_NATS", "SDK_STATES", "STATUS_OF_SDK_STATE", "NovaBackend", "NovaSettings"]
+__all__ = ["FAIL_FAST_NATS", "NovaBackend", "NovaSettings"]
 
 logger = logging.getLogger("programs.backends.nova")
 
@@ -46,7 +46,7 @@ FAIL_FAST_NATS: Mapping[str, Any] = {
 """NATS options that make an unreachable NOVA fail in a fraction of a second (the SDK's
 defaults retry for two minutes)."""
 
-SDK_STATES: Mapping[RunStatus, str] = {
+_SDK_STATES: Mapping[RunStatus, str] = {
     RunStatus.running: "RUNNING",
     RunStatus.completed: "COMPLETED",
     RunStatus.failed: "FAILED",
@@ -54,7 +54,7 @@ SDK_STATES: Mapping[RunStatus, str] = {
 }
 """The SDK's ``ProgramRunState`` published for each of our statuses."""
 
-STATUS_OF_SDK_STATE: Mapping[str, RunStatus] = {
+_STATUS_OF_SDK_STATE: Mapping[str, RunStatus] = {
     "PREPARING": RunStatus.running,
     "RUNNING": RunStatus.running,
     "COMPLETED": RunStatus.completed,
@@ -229,19 +229,19 @@ class NovaBackend:
             # can swallow the cancellation: the stop request itself is never lost.
             call.context.raise_if_stopped()
             await self._publish(nova, call, "PREPARING", started)
-            await self._publish(nova, call, SDK_STATES[RunStatus.running], started)
+            await self._publish(nova, call, _SDK_STATES[RunStatus.running], started)
             try:
                 call.context.raise_if_stopped()
                 result = await call.invoke(nova=nova, cell=cell)
             except (asyncio.CancelledError, RunCancelled):
-                await self._publish(nova, call, SDK_STATES[RunStatus.cancelled], started, True)
+                await self._publish(nova, call, _SDK_STATES[RunStatus.cancelled], started, True)
                 raise
             except BaseException as exc:
                 error = f"{type(exc).__name__}: {exc}"
-                await self._publish(nova, call, SDK_STATES[RunStatus.failed], started, True, error)
+                await self._publish(nova, call, _SDK_STATES[RunStatus.failed], started, True, error)
                 raise
             final = RunStatus.cancelled if call.context.stop_requested else RunStatus.completed
-            await self._publish(nova, call, SDK_STATES[final], started, True)
+            await self._publish(nova, call, _SDK_STATES[final], started, True)
             return result
         finally:
             await self._close(nova, cell)
