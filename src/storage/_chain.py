@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, inspect, select, update
+from sqlalchemy import Connection, Engine, Table, inspect, select, update
 from sqlalchemy import insert as sa_insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
@@ -50,6 +51,8 @@ __all__ = [
 HEAD_ID = 1
 _FRACTIONLESS = ("mysql", "mariadb")
 _GAP_LOCKING = ("mysql", "mariadb")
+# The engines on which the head is known to exist (see _create_missing_head_apart).
+_HEAD_SEEN: weakref.WeakSet[Engine] = weakref.WeakSet()
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -164,17 +167,21 @@ def lock_head(connection: Connection, audit: Table) -> str | None:
 
 
 def _create_missing_head_apart(connection: Connection, audit: Table) -> None:
-    """On MySQL/MariaDB, create a missing head in a short transaction of its own.
+    """On MySQL/MariaDB, create a missing head in a short transaction of its own, once per
+    engine (the library never removes the head once it is there).
 
     There a locking read that finds no row locks the gap where it would be, and two writers
     holding that gap, both inserting the head, deadlock: one of them fails. A plain read
     takes no lock; a head created apart is committed at once, then locked as usual.
     """
-    present = select(HEAD.c.id).where(HEAD.c.id == HEAD_ID)
-    if connection.execute(present).first() is not None:
+    engine = connection.engine
+    if engine in _HEAD_SEEN:
         return
-    with connection.engine.begin() as apart:
-        _create_head(apart, audit)
+    present = select(HEAD.c.id).where(HEAD.c.id == HEAD_ID)
+    if connection.execute(present).first() is None:
+        with engine.begin() as apart:
+            _create_head(apart, audit)
+    _HEAD_SEEN.add(engine)
 
 
 def ensure_head(connection: Connection, audit: Table) -> None:

@@ -220,9 +220,11 @@ def test_verification_needs_a_page_of_at_least_one_row(backend: str) -> None:
 
 def test_first_writers_on_a_log_without_head_all_succeed(backend: str) -> None:
     # Tables made without bootstrap (as by an Alembic migration) have no head row yet: each
-    # of the first concurrent writers tries to create it, and none may fail. Twenty rounds,
-    # each on a head table emptied as TRUNCATE leaves it, six writers released at once.
+    # of the first concurrent writers of a process tries to create it, and none may fail.
+    # Twenty rounds, each on a head table emptied as TRUNCATE leaves it and with a new
+    # Database (as a process starting), six writers released at once.
     users = ModelAccessor(User, "users")
+    url = database.get_database().url
     start, errors = threading.Barrier(6), []
 
     def write(worker: int, round: int) -> None:
@@ -234,6 +236,7 @@ def test_first_writers_on_a_log_without_head_all_succeed(backend: str) -> None:
 
     for round in range(20):
         _empty_head_table()
+        database.set_default_database(database.Database(url)).dispose()
         threads = [threading.Thread(target=write, args=(n, round)) for n in range(6)]
         for thread in threads:
             thread.start()
