@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from benchkit import reset, timed
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlmodel import Field, SQLModel
 
 from storage import database
@@ -118,7 +118,7 @@ def main() -> None:
     record("all() (ORM objects vs Core rows)", args.scan, ours, core)
 
     with database.read_session() as session:
-        audit_rows = session.query(AuditLog).count()
+        audit_rows = session.scalar(select(func.count()).select_from(AuditLog))
     print(f"database: {engine.url.get_backend_name()}  (audit rows after the reset: {audit_rows})")
     print(f"{'operation':44} {'rows':>8} {'ours rows/s':>12} {'baseline rows/s':>16} {'ratio':>6}")
     for label, n, ours_rate, core_rate in results:
