@@ -15,6 +15,7 @@ from sqlmodel import col
 from programs._tables import ProgramRun, RunStatus
 from programs.errors import RunNotFound
 from storage.accessor import ModelAccessor
+from storage.errors import require_found
 
 __all__ = ["ACTIVE", "RUNNER_ACTOR", "RunHistory"]
 
@@ -43,7 +44,7 @@ class RunHistory:
         Raises:
             RunNotFound: there is none.
         """
-        return _found(self.runs.get(run_id), run_id)
+        return require_found(self.runs.get(run_id), RunNotFound(f"run {run_id} not found"))
 
     def find(
         self,
@@ -66,7 +67,8 @@ class RunHistory:
         Raises:
             RunNotFound: there is none.
         """
-        return _found(self.runs.get_for_update(run_id), run_id)
+        row = self.runs.get_for_update(run_id)
+        return require_found(row, RunNotFound(f"run {run_id} not found"))
 
     @staticmethod
     def _conditions(
@@ -79,9 +81,3 @@ class RunHistory:
             values = [RunStatus(status).value for status in statuses]
             conditions.append(col(ProgramRun.status).in_(values))
         return conditions
-
-
-def _found(row: ProgramRun | None, run_id: int) -> ProgramRun:
-    if row is None:
-        raise RunNotFound(f"run {run_id} not found")
-    return row

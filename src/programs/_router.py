@@ -51,7 +51,7 @@ from storage._endpoints import typed_endpoint
 from storage._etags import etag_of, if_match, if_none_match
 from storage._openapi import ETAG, LOCATION
 from storage.accessor import ModelAccessor
-from storage.errors import PreconditionFailedError
+from storage.errors import PreconditionFailedError, require_found
 from storage.http import ANONYMOUS_ACTOR, IfMatch, RouteAuth, StorageRoute, actor_dependency
 
 __all__ = ["build_programs_router"]
@@ -299,9 +299,9 @@ def _etag(row: SQLModel, accessor: ModelAccessor[Any]) -> str:
 
 def _check_if_match(store: ProgramStore, name: str, header: str | None) -> None:
     # Inside the write's transaction, on the locked row: the check still holds at the write.
-    current = store.instances.get_for_update(name)
-    if current is None:
-        raise ProgramNotFound(f"program {name!r} not found")
+    current = require_found(
+        store.instances.get_for_update(name), ProgramNotFound(f"program {name!r} not found")
+    )
     if header is not None and not if_match(header, _etag(current, store.instances)):
         raise PreconditionFailedError(f"program {name!r} has changed since that version")
 

@@ -26,6 +26,7 @@ from programs.template import Template
 from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import utcnow
+from storage.errors import require_found
 
 __all__ = ["ProgramStore"]
 
@@ -70,10 +71,7 @@ class ProgramStore:
         Raises:
             TemplateNotFound: there is none.
         """
-        row = self.templates.get(name)
-        if row is None:
-            raise TemplateNotFound(f"program template {name!r} not found")
-        return row
+        return require_found(self.templates.get(name), _template_not_found(name))
 
     def list_templates(self) -> list[ProgramTemplate]:
         """Every stored template (also the unavailable ones), ordered by name."""
@@ -89,8 +87,7 @@ class ProgramStore:
             TemplateInUseError: instances use it (the message says how many).
         """
         with database.transaction():
-            if self.templates.get_for_update(name) is None:
-                raise TemplateNotFound(f"program template {name!r} not found")
+            require_found(self.templates.get_for_update(name), _template_not_found(name))
             used = self.instances.count(ProgramInstance.template_name == name)
             if used:
                 noun = "instance uses" if used == 1 else "instances use"
@@ -107,10 +104,8 @@ class ProgramStore:
             TemplateUnavailableError: it is stored but this app's code no longer defines it.
         """
         template = self.registry.find(name)
-        row = self.templates.get(name)
-        if row is None:
-            hint = " (it is in the code but not synced yet)" if template else ""
-            raise TemplateNotFound(f"program template {name!r} not found{hint}")
+        hint = " (it is in the code but not synced yet)" if template else ""
+        row = require_found(self.templates.get(name), _template_not_found(name, hint))
         if template is None or not row.available:
             raise TemplateUnavailableError(
                 f"program template {name!r} is no longer available in the code"
@@ -125,10 +120,8 @@ class ProgramStore:
         Raises:
             ProgramNotFound: there is none.
         """
-        row = self.instances.get(name)
-        if row is None:
-            raise ProgramNotFound(f"program {name!r} not found")
-        return row
+        found = self.instances.get(name)
+        return require_found(found, ProgramNotFound(f"program {name!r} not found"))
 
     def list_programs(self, *, template_name: str | None = None) -> list[ProgramInstance]:
         """Every instance, or those of one template, ordered by name."""
@@ -205,3 +198,7 @@ def _reloaded(session: Session, row: ProgramInstance) -> ProgramInstance:
     # The stored values (timestamp precision, JSON round trip), so an ETag matches a later GET.
     session.refresh(row)
     return row
+
+
+def _template_not_found(name: str, hint: str = "") -> TemplateNotFound:
+    return TemplateNotFound(f"program template {name!r} not found{hint}")

@@ -169,9 +169,7 @@ class CrudService(Generic[ModelT]):
             NotFoundError: there is none (or it is soft-deleted and ``include_deleted`` is off).
         """
         found = self.accessor.get(record_id, include_deleted=include_deleted)
-        if found is None:
-            raise NotFoundError()
-        return found
+        return errors.require_found(found, NotFoundError())
 
     def find_records(
         self,
@@ -262,8 +260,7 @@ class CrudService(Generic[ModelT]):
             )
         with _refused(), self._cap.transaction():
             current = self.accessor.get_for_update(record_id, include_deleted=True)
-            if current is None:
-                raise NotFoundError()
+            current = errors.require_found(current, NotFoundError())
             if _is_deleted(current):
                 self._cap.check()
                 self.accessor.restore(record_id, actor=actor)

@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import exc as sa_exc
 
@@ -76,6 +76,7 @@ __all__ = [
     "StorageError",
     "UnsupportedMigrationError",
     "ValidationError",
+    "require_found",
     "translate_driver_errors",
 ]
 
@@ -400,3 +401,14 @@ def translate_driver_errors() -> Iterator[None]:
         raise  # already translated (a nested block), and maybe also a SQLAlchemyError
     except sa_exc.SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+_Found = TypeVar("_Found")
+
+
+def require_found(value: _Found | None, error: StorageError) -> _Found:
+    """``value``, unless it is ``None``: then raise ``error`` (a not-found error that names
+    what was looked for). The one get-or-raise of the routers and stores."""
+    if value is None:
+        raise error
+    return value

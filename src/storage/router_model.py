@@ -49,6 +49,7 @@ from storage.errors import (
     RecordDeletedError,
     SoftDeleteNotSupported,
     ValidationError,
+    require_found,
 )
 from storage.http import (
     MAX_OFFSET,
@@ -393,9 +394,7 @@ class _CrudRoutes:
         return self.accessor.database.engine.dialect.name
 
     def _require(self, obj: Any, id: Any) -> Any:
-        if obj is None:
-            raise NotFoundError(f"{self.accessor.component} {id} not found")
-        return obj
+        return require_found(obj, NotFoundError(f"{self.accessor.component} {id} not found"))
 
     def _etag(self, obj: Any) -> str:
         return etag_of_bytes(self._render(obj))
