@@ -20,6 +20,7 @@ from storage.errors import DeletedParentError, LiveChildrenError
 from storage.importer import import_upload
 from storage.relations import SOFT_DELETE_POLICY, _policy_of, children_of
 from storage.router_model import build_crud_router
+from support import softdelete_writers
 from support.docs import python_blocks, run_example
 from support.models import Bay, Fixture, Permit, Site, Visit
 from support.servers import ROOT
@@ -30,14 +31,7 @@ OPS = {"X-User": "ops"}
 
 @pytest.fixture
 def accessors(backend: str) -> dict[str, ModelAccessor[Any]]:
-    made = [
-        ModelAccessor(Site, "sites"),
-        ModelAccessor(Bay, "bays"),
-        ModelAccessor(Fixture, "fixtures"),
-        ModelAccessor(Permit, "permits"),
-        ModelAccessor(Visit, "visits"),
-    ]
-    return {accessor.component: accessor for accessor in made}
+    return softdelete_writers.accessors()
 
 
 def plant(acc: dict[str, ModelAccessor[Any]]) -> tuple[Site, list[Bay]]:
