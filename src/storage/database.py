@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from typing import Any
@@ -63,10 +63,9 @@ _BEGIN_OPTION = "storage_sqlite_begin"
 SAVEPOINTS_KEY = "storage_savepoints"
 
 
-def _url_from_environment() -> str:
+def _url_from(environ: Mapping[str, str] | None) -> str:
     for name in URL_ENVIRONMENT_VARIABLES:
-        value = os.environ.get(name)
-        if value:
+        if environ is not None and (value := environ.get(name)):
             return value
     return DEFAULT_DATABASE_URL
 
@@ -129,9 +128,12 @@ class Database:
     """One database: its URL, its engine (created on first use) and its transactions.
 
     Args:
-        url: SQLAlchemy URL; ``None`` reads ``STORAGE_DATABASE_URL`` (or
-            ``VENTION_STORAGE_DATABASE_URL``) when the engine is first needed, else
-            ``sqlite:///./storage.db``.
+        url: SQLAlchemy URL; ``None``: from ``environ`` when the engine is first needed
+            (``STORAGE_DATABASE_URL``, else ``VENTION_STORAGE_DATABASE_URL``), else
+            :data:`DEFAULT_DATABASE_URL`.
+        environ: the environment variables to take the URL from when none is given; the
+            default database of this module gets ``os.environ``, a ``Database`` you create
+            reads none unless you pass them (configuration is read at the edge).
         busy_timeout: seconds a writer waits for a lock held by another transaction (SQLite:
             of this process or another; PostgreSQL ``lock_timeout``; MariaDB/MySQL
             ``innodb_lock_wait_timeout``, in whole seconds), then :class:`DatabaseBusyError`.
@@ -152,9 +154,11 @@ class Database:
         busy_timeout: float = 30.0,
         engine_options: dict[str, Any] | None = None,
         sqlite_synchronous: str = "FULL",
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self._synchronous = _synchronous(sqlite_synchronous)
         self._url = url
+        self._environ = environ
         self._busy_timeout = busy_timeout
         self._engine_options = dict(engine_options or {})
         self._engine: Engine | None = None
@@ -185,7 +189,7 @@ class Database:
     @property
     def url(self) -> str:
         """The URL in use (or that will be used when the engine is created)."""
-        return self._url or _url_from_environment()
+        return self._url or _url_from(self._environ)
 
     @property
     def is_sqlite(self) -> bool:
@@ -530,7 +534,7 @@ class Database:
             session.close()
 
 
-_default = Database()
+_default = Database(environ=os.environ)  # the edge: the app's environment, read at first use
 
 
 def get_database() -> Database:

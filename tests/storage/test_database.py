@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sqlite3
 import subprocess
 import sys
@@ -28,7 +29,7 @@ from support.models import User
 
 @pytest.fixture
 def fresh_database() -> Iterator[None]:
-    database.set_default_database(database.Database())
+    database.set_default_database(database.Database(environ=os.environ))
     yield
     database.get_database().dispose()
 
@@ -46,6 +47,15 @@ class TestConfiguration:
         assert database.get_database().url.endswith("v.db")
         monkeypatch.setenv("STORAGE_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
         assert database.get_database().url.endswith("s.db")
+
+    def test_a_database_reads_only_the_environment_it_is_given(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        monkeypatch.setenv("STORAGE_DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
+        assert database.Database().url == database.DEFAULT_DATABASE_URL
+        given = {"VENTION_STORAGE_DATABASE_URL": f"sqlite:///{tmp_path / 'given.db'}"}
+        assert database.Database(environ=given).url.endswith("given.db")
+        assert database.Database("sqlite://", environ=given).url == "sqlite://"
 
     def test_default_url(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("STORAGE_DATABASE_URL", raising=False)
