@@ -179,7 +179,8 @@ def restore_children(
                     continue
                 deleted_at = child.c[SOFT_DELETE_COLUMN]
                 took = deleted_at == _for_column(moment, deleted_at)
-                found = list(_select(session, relation, _values(rows, relation.referred), took))
+                values = _values(rows, relation.referred)
+                found = list(_select(session, relation, values, took, lock=True))
                 if not found:
                     continue
                 refuse_taken_values(session, child, found)
