@@ -13,12 +13,12 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
-from storage import database
+from storage.database import Database
 from storage.errors import DatabaseBusyError, is_deadlock
 
-__all__ = ["retry_on_deadlock"]
+__all__ = ["OnDatabase", "retry_on_deadlock", "retrying"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -26,21 +26,38 @@ T = TypeVar("T")
 _ATTEMPTS = 4
 
 
-def retry_on_deadlock(function: Callable[P, T]) -> Callable[P, T]:
-    """Decorate a function that runs one transaction: run it again (up to 4 times in all, a
-    few milliseconds apart) when the database ended it as a deadlock victim."""
+class OnDatabase(Protocol):
+    """An object whose methods run their transactions on :attr:`database`."""
 
-    @functools.wraps(function)
-    def run(*args: P.args, **kwargs: P.kwargs) -> T:
-        attempt = 1
-        while True:
-            try:
-                return function(*args, **kwargs)
-            except DatabaseBusyError as exc:
-                joined = database.get_database().current_session() is not None
-                if joined or attempt >= _ATTEMPTS or not is_deadlock(exc):
-                    raise
-            time.sleep(random.uniform(0.005, 0.03) * attempt)
-            attempt += 1
+    @property
+    def database(self) -> Database: ...
+
+
+S = TypeVar("S", bound=OnDatabase)
+
+
+def retrying(database: Database, function: Callable[[], T]) -> T:
+    """Call ``function``, which runs one transaction on ``database``, and call it again (up to
+    4 times in all, a few milliseconds apart) when the database ended it as a deadlock victim.
+    """
+    attempt = 1
+    while True:
+        try:
+            return function()
+        except DatabaseBusyError as exc:
+            joined = database.current_session() is not None
+            if joined or attempt >= _ATTEMPTS or not is_deadlock(exc):
+                raise
+        time.sleep(random.uniform(0.005, 0.03) * attempt)
+        attempt += 1
+
+
+def retry_on_deadlock(method: Callable[Concatenate[S, P], T]) -> Callable[Concatenate[S, P], T]:
+    """Decorate a method that runs one transaction on ``self.database``: run it again (see
+    :func:`retrying`) when the database ended it as a deadlock victim."""
+
+    @functools.wraps(method)
+    def run(self: S, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return retrying(self.database, lambda: method(self, *args, **kwargs))
 
     return run
