@@ -42,10 +42,10 @@ from programs._config import RunnerConfig
 from programs._history import RUNNER_ACTOR, RunHistory
 from programs._tables import ProgramCell, ProgramRun, RunnerInstance, RunStatus
 from programs.errors import RunnerBusyError, RunnerUnavailableError, RunStateError
-from storage import database
 from storage._processes import is_running
 from storage._retries import retry_on_deadlock
 from storage.auditor import utcnow
+from storage.database import Database
 
 __all__ = ["CHANNEL", "CellLedger", "Instance", "StopOutcome"]
 
@@ -111,7 +111,7 @@ class CellLedger:
 
     Args:
         config: the runner's configuration (cell, slots, queueing, lease).
-        history: the audited run rows.
+        history: the audited run rows; the ledger works on their database.
         instance: this process.
     """
 
@@ -123,6 +123,12 @@ class CellLedger:
 
     def __repr__(self) -> str:
         return f"CellLedger(cell={self.cell!r}, instance={self.instance.id!r})"
+
+    @property
+    def database(self) -> Database:
+        """The database of the cell: its history's, so that the run rows the history writes
+        join the ledger's transactions."""
+        return self.history.database
 
     @property
     def lease(self) -> timedelta:
@@ -141,7 +147,7 @@ class CellLedger:
         Returns:
             the ids of those runs.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             _lock_cell(session, self.cell)
             now = database_now(session)
             left: list[int] = []
@@ -166,7 +172,7 @@ class CellLedger:
             those of them that are no longer this process's running runs (another process
             ended them after this one missed its heartbeats): they must be stopped at once.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             now = database_now(session)
             renewed = session.execute(
                 update(RunnerInstance)
@@ -206,7 +212,7 @@ class CellLedger:
         Returns:
             the ids of the cancelled queued runs.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             session.execute(
                 delete(RunnerInstance).where(col(RunnerInstance.id) == self.instance.id)
             )
@@ -235,7 +241,7 @@ class CellLedger:
             RunnerBusyError: every slot is taken (``reject``), or the queue is full.
         """
         slots = self.config.max_concurrent
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             _lock_cell(session, self.cell)
             now = database_now(session)
             if not self.config.execute and not self._executors_alive(session, now, self.cell):
@@ -279,7 +285,7 @@ class CellLedger:
             the run, now ``running`` and owned by this process; ``None`` when no slot is free
             or nothing is queued.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             _lock_cell(session, self.cell)
             taken = set(
                 session.scalars(
@@ -322,7 +328,7 @@ class CellLedger:
             RunNotFound: no such run.
             RunStateError: it has already ended.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             row = self.history.get_for_update(run_id)
             status = RunStatus(row.status)
             if status.is_final:
@@ -351,7 +357,7 @@ class CellLedger:
 
     def stop_requests(self) -> list[ProgramRun]:
         """This process's running runs that someone asked to stop."""
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             return list(
                 session.scalars(
                     select(ProgramRun).where(
@@ -363,14 +369,14 @@ class CellLedger:
             )
 
     @retry_on_deadlock
-    def finish(self, run_id: int, status: RunStatus, *, actor: str, **fields: Any) -> bool:
+    def finish(self, /, run_id: int, status: RunStatus, *, actor: str, **fields: Any) -> bool:
         """Record how a run of this process ended and free its slot.
 
         Returns:
             ``False`` when the run is no longer this process's (another process ended it
             after this one missed its heartbeats); nothing is written then.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             row = self.history.get_for_update(run_id)
             if row.status != _RUNNING or row.owner != self.instance.id:
                 return False
@@ -385,7 +391,7 @@ class CellLedger:
 
     def version(self) -> int:
         """The cell's change counter (what idle runners poll)."""
-        with database.read_session() as session:
+        with self.database.read_session() as session:
             found = session.scalar(
                 select(col(ProgramCell.version)).where(col(ProgramCell.name) == self.cell)
             )
@@ -404,7 +410,7 @@ class CellLedger:
         Returns:
             the ids of the runs that were ended.
         """
-        with database.transaction(savepoints=False) as session:
+        with self.database.transaction(savepoints=False) as session:
             now = database_now(session)
             cutoff = now - self.lease
             ended = self._expire_running(session, cutoff)

@@ -273,11 +273,11 @@ def _database_lines(run_id: int, *, follow: bool) -> Iterator[dict[str, Any]]:
     from programs._lines import read_lines
     from programs._tables import RunStatus
 
-    history, after = RunHistory(), 0
+    history, after = RunHistory(), 0  # the database open_database made the default
     history.get(run_id)  # RunNotFound before anything is printed
     while True:
         ended = not follow or RunStatus(history.get(run_id).status).is_final
-        while page := read_lines(run_id, after=after, limit=1000):
+        while page := read_lines(history.database, run_id, after=after, limit=1000):
             for line in page:
                 data = _row(line)
                 yield {key: data[key] for key in ("seq", "stream", "text", "created_at")}

@@ -26,7 +26,6 @@ from programs._cells import CHANNEL, CellLedger
 from programs._config import RunnerConfig
 from programs._lines import LineBuffer, write_lines
 from programs._tables import ProgramRun
-from storage import database
 
 __all__ = ["Coordinator"]
 
@@ -75,7 +74,7 @@ class Coordinator:
 
     def start(self) -> None:
         """Start the thread (and the listener on PostgreSQL)."""
-        engine = database.get_engine()
+        engine = self.ledger.database.engine
         if engine.dialect.name == "postgresql":
             self._listener = _Listener(engine, self.ledger.cell, self._wake, self._stopping)
             self._listener.start()
@@ -138,7 +137,7 @@ class Coordinator:
 
     def _flush(self) -> None:
         rows = [row for buffer in self._buffers() for row in buffer.take()]
-        write_lines(rows)
+        write_lines(self.ledger.database, rows)
 
     def _look(self) -> None:
         if self._executing():

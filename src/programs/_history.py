@@ -15,6 +15,7 @@ from sqlmodel import col
 from programs._tables import ProgramRun, RunStatus
 from programs.errors import RunNotFound
 from storage.accessor import ModelAccessor
+from storage.database import Database
 from storage.errors import require_found
 
 __all__ = ["ACTIVE", "RUNNER_ACTOR", "RunHistory"]
@@ -30,13 +31,22 @@ class RunHistory:
 
     Args:
         component: the audit-log component of run rows.
+        database: the database of the runs; default :func:`storage.database.get_database`,
+            at the time of each call.
     """
 
-    def __init__(self, component: str = "program_runs") -> None:
-        self.runs: ModelAccessor[ProgramRun] = ModelAccessor(ProgramRun, component)
+    def __init__(self, component: str = "program_runs", database: Database | None = None) -> None:
+        self.runs: ModelAccessor[ProgramRun] = ModelAccessor(
+            ProgramRun, component, database=database
+        )
 
     def __repr__(self) -> str:
         return f"RunHistory({self.runs.component!r})"
+
+    @property
+    def database(self) -> Database:
+        """The database of the runs (see :attr:`storage.accessor.ModelAccessor.database`)."""
+        return self.runs.database
 
     def get(self, run_id: int) -> ProgramRun:
         """The run with this id.

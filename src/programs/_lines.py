@@ -18,8 +18,8 @@ from sqlalchemy import insert, select
 from sqlmodel import col
 
 from programs._tables import ProgramRunLine
-from storage import database
 from storage.auditor import utcnow
+from storage.database import Database
 
 __all__ = ["STREAMS", "LineBuffer", "read_lines", "read_text", "write_lines"]
 
@@ -86,17 +86,22 @@ class LineBuffer:
         )
 
 
-def write_lines(rows: Sequence[dict[str, Any]]) -> None:
-    """Insert rows taken from buffers, in one transaction (not audited)."""
+def write_lines(database: Database, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows taken from buffers into ``database``, in one transaction (not audited)."""
     if rows:
         with database.transaction(savepoints=False) as session:
             session.execute(insert(ProgramRunLine), list(rows))
 
 
 def read_lines(
-    run_id: int, *, after: int = 0, limit: int = 1000, stream: Stream | None = None
+    database: Database,
+    run_id: int,
+    *,
+    after: int = 0,
+    limit: int = 1000,
+    stream: Stream | None = None,
 ) -> list[ProgramRunLine]:
-    """A run's lines with ``seq`` above ``after``, in order, at most ``limit``."""
+    """A run's lines in ``database`` with ``seq`` above ``after``, in order, at most ``limit``."""
     statement = (
         select(ProgramRunLine)
         .where(col(ProgramRunLine.run_id) == run_id, col(ProgramRunLine.seq) > after)
@@ -109,8 +114,9 @@ def read_lines(
         return list(session.scalars(statement))
 
 
-def read_text(run_id: int) -> dict[str, str]:
-    """The output and the logs of a run so far, from its lines: ``{"output": .., "log": ..}``."""
+def read_text(database: Database, run_id: int) -> dict[str, str]:
+    """The output and the logs of a run so far, from its lines in ``database``:
+    ``{"output": .., "log": ..}``."""
     statement = (
         select(col(ProgramRunLine.stream), col(ProgramRunLine.text))
         .where(col(ProgramRunLine.run_id) == run_id)

@@ -19,23 +19,21 @@ from sqlmodel import SQLModel
 from programs._discovery import DiscoveryProblem
 from programs._schemas import BackupInfo, DatabaseStats, DiscoveryProblemRead
 from programs._tables import ProgramInstance, ProgramTemplate
-from storage import backup, database
+from storage import backup
 from storage._copying import existing_tables
 from storage.auditor import utcnow
+from storage.database import Database
+from storage.readiness import backend_name
 
-__all__ = ["backend_name", "database_stats", "default_backup_dir", "write_backup"]
-
-
-def backend_name() -> str:
-    """``sqlite``, ``postgresql``, ``mysql`` or ``mariadb``."""
-    dialect = database.get_engine().dialect
-    return "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+__all__ = ["database_stats", "default_backup_dir", "write_backup"]
 
 
-def database_stats(problems: tuple[DiscoveryProblem, ...] = ()) -> DatabaseStats:
-    """Row counts of every table, the size of the database and the program store's health,
+def database_stats(
+    database: Database, problems: tuple[DiscoveryProblem, ...] = ()
+) -> DatabaseStats:
+    """Row counts of every table of ``database``, its size and the program store's health,
     read in one consistent snapshot."""
-    with database.get_database().snapshot_read() as connection:
+    with database.snapshot_read() as connection:
         tables = existing_tables(connection, SQLModel.metadata)
         counts = {
             table.name: int(connection.scalar(select(func.count()).select_from(table)) or 0)
@@ -54,10 +52,10 @@ def database_stats(problems: tuple[DiscoveryProblem, ...] = ()) -> DatabaseStats
             ProgramInstance,
             ProgramInstance.valid.is_(False),  # type: ignore[attr-defined]
         )
-        size = _size(connection)
-    url = make_url(database.get_database().url)
+        size = _size(connection, database)
+    url = make_url(database.url)
     return DatabaseStats(
-        backend=backend_name(),
+        backend=backend_name(database),
         database=url.database,
         size_bytes=size,
         tables=counts,
@@ -71,24 +69,26 @@ def database_stats(problems: tuple[DiscoveryProblem, ...] = ()) -> DatabaseStats
     )
 
 
-def default_backup_dir() -> Path:
-    """``backups/`` next to a SQLite database file, else in the working directory."""
-    url = make_url(database.get_database().url)
+def default_backup_dir(database: Database) -> Path:
+    """``backups/`` next to the SQLite file of ``database``, else in the working directory."""
+    url = make_url(database.url)
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return Path(str(url.database)).resolve().parent / "backups"
     return Path("backups").resolve()
 
 
-def write_backup(directory: str | os.PathLike[str] | None = None) -> BackupInfo:
-    """Write a consistent SQLite snapshot into ``directory`` as ``backup-<UTC time>.sqlite``.
+def write_backup(database: Database, directory: str | os.PathLike[str] | None = None) -> BackupInfo:
+    """Write a consistent SQLite snapshot of ``database`` into ``directory`` as
+    ``backup-<UTC time>.sqlite``.
 
     Args:
+        database: the database to copy.
         directory: created when missing; default :func:`default_backup_dir`.
 
     Raises:
         StorageError: the database could not be read or the file not written.
     """
-    folder = Path(directory) if directory is not None else default_backup_dir()
+    folder = Path(directory) if directory is not None else default_backup_dir(database)
     folder.mkdir(parents=True, exist_ok=True)
     created = utcnow()
     stem = f"backup-{created:%Y%m%dT%H%M%S.%fZ}"
@@ -97,7 +97,7 @@ def write_backup(directory: str | os.PathLike[str] | None = None) -> BackupInfo:
         n += 1
         path = folder / f"{stem}-{n}.sqlite"
     try:
-        backup.write_snapshot(path)
+        backup.write_snapshot(path, database=database)
     except BaseException:
         with contextlib.suppress(OSError):
             path.unlink()
@@ -106,7 +106,7 @@ def write_backup(directory: str | os.PathLike[str] | None = None) -> BackupInfo:
         path=str(path.resolve()),
         size_bytes=path.stat().st_size,
         created_at=created,
-        backend=backend_name(),
+        backend=backend_name(database),
     )
 
 
@@ -117,7 +117,7 @@ def _count(connection: Connection, present: set[str], model: type[SQLModel], con
     return int(connection.scalar(statement) or 0)
 
 
-def _size(connection: Connection) -> int | None:
+def _size(connection: Connection, database: Database) -> int | None:
     dialect = connection.dialect.name
     if dialect == "postgresql":
         return int(connection.scalar(text("SELECT pg_database_size(current_database())")) or 0)
@@ -127,7 +127,7 @@ def _size(connection: Connection) -> int | None:
             "FROM information_schema.tables WHERE table_schema = DATABASE()"
         )
         return int(connection.scalar(statement) or 0)
-    url = make_url(database.get_database().url)
+    url = make_url(database.url)
     if url.database in (None, "", ":memory:"):
         return None
     files = [Path(str(url.database)), Path(f"{url.database}-wal")]

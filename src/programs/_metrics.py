@@ -16,7 +16,7 @@ from sqlmodel import col
 
 from programs._tables import ProgramRun, RunStatus
 from programs.runner import Runner
-from storage import database
+from programs.store import ProgramStore
 from storage.errors import StorageError
 from storage.metrics import StorageMetrics
 
@@ -27,9 +27,10 @@ logger = logging.getLogger("programs._metrics")
 RUN_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600)
 
 
-def add_run_metrics(metrics: StorageMetrics, runner: Runner | None) -> None:
-    """Count runs by status, and time the runs of ``runner`` (when there is one)."""
-    metrics.register(_RunsCollector())
+def add_run_metrics(metrics: StorageMetrics, store: ProgramStore, runner: Runner | None) -> None:
+    """Count runs by status in the store's database, and time the runs of ``runner`` (when
+    there is one)."""
+    metrics.register(_RunsCollector(store))
     if runner is None:
         return
     durations = metrics.histogram(
@@ -42,6 +43,9 @@ def add_run_metrics(metrics: StorageMetrics, runner: Runner | None) -> None:
 
 
 class _RunsCollector:
+    def __init__(self, store: ProgramStore) -> None:
+        self._store = store  # its database, read at each scrape
+
     def collect(self) -> Iterable[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
@@ -50,7 +54,7 @@ class _RunsCollector:
         )
         statement = select(col(ProgramRun.status), func.count()).group_by(col(ProgramRun.status))
         try:
-            with database.read_session() as session:
+            with self._store.database.read_session() as session:
                 counts = {status: count for status, count in session.execute(statement)}
         except StorageError as exc:
             logger.warning("runs by status not read for the metrics: %s", exc)

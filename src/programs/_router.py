@@ -46,7 +46,6 @@ from programs._schemas import (
 from programs._tables import NAME_LENGTH
 from programs.errors import ProgramDataError, ProgramNotFound
 from programs.store import ProgramStore
-from storage import database
 from storage._endpoints import typed_endpoint
 from storage._etags import etag_of, if_match, if_none_match
 from storage._openapi import ETAG, LOCATION
@@ -239,7 +238,7 @@ class _ProgramRoutes:
     def database_stats(self) -> DatabaseStats:
         """Rows per table, the database's size and backend, and the program store's health
         (invalid programs, unavailable templates, modules that failed to load)."""
-        return database_stats(self.store.registry.problems)
+        return database_stats(self.store.database, self.store.registry.problems)
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -262,7 +261,7 @@ class _ProgramRoutes:
         if_match_header: IfMatch = None,
     ) -> Response:
         """Replace a program's data (and optionally its template); validated like create."""
-        with _field_errors(), database.transaction():
+        with _field_errors(), self.store.database.transaction():
             _check_if_match(self.store, program_name, if_match_header)
             row = self.store.update_program(
                 program_name, body.data, template_name=body.template_name, actor=actor
@@ -273,14 +272,14 @@ class _ProgramRoutes:
         self, program_name: ProgramName, actor: str, if_match_header: IfMatch = None
     ) -> Response:
         """Delete a program instance."""
-        with database.transaction():
+        with self.store.database.transaction():
             _check_if_match(self.store, program_name, if_match_header)
             self.store.delete_program(program_name, actor=actor)
         return Response(status_code=204)
 
     def backup_database(self) -> BackupInfo:
         """Write a consistent snapshot of the database (a SQLite file) on the server."""
-        return write_backup(self.backup_dir)
+        return write_backup(self.store.database, self.backup_dir)
 
 
 @contextmanager

@@ -39,7 +39,8 @@ class RunEvents:
     """The run streams of one runner.
 
     Args:
-        runner: whose runs (its history's audit component, its ``flush_interval``).
+        runner: whose runs (its database's change feed, its history's audit component, its
+            ``flush_interval``).
         summary: the model a run is sent as (``RunSummary``).
         line: the model a line is sent as (``RunLineRead``).
     """
@@ -76,7 +77,9 @@ class RunEvents:
             if not final:
                 yield self._state(run, f"{audit}.{seq}")
             while True:
-                lines = await asyncio.to_thread(read_lines, run_id, after=seq, limit=_PAGE)
+                lines = await asyncio.to_thread(
+                    read_lines, self.runner.database, run_id, after=seq, limit=_PAGE
+                )
                 for line in lines:
                     seq = line.seq
                     yield self._line_event(line, audit)
@@ -120,7 +123,8 @@ class RunEvents:
 
     async def _pump(self, run_id: int, after: int, states: asyncio.Queue[ChangeEvent]) -> None:
         record = str(run_id)
-        async for event in get_feed().subscribe(after=after, components=[self.component]):
+        feed = get_feed(self.runner.database)
+        async for event in feed.subscribe(after=after, components=[self.component]):
             if event.operation == RESET or event.record_id == record:
                 await states.put(event)
 

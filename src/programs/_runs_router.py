@@ -40,14 +40,15 @@ from storage._endpoints import typed_endpoint
 from storage._openapi import LOCATION, TOTAL_COUNT
 from storage._streams import (
     STREAM_RESPONSES,
+    After,
     EventStreamResponse,
     Follow,
     LastEventId,
-    ResumeAfter,
     StreamRoute,
     change_stream,
     feed_position,
     parse_cursor,
+    resume_after_in,
 )
 from storage.feed import get_feed
 from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
@@ -67,7 +68,7 @@ Limit = Annotated[
 ]
 Offset = Annotated[int, Query(ge=0, le=2**31, description="Runs to skip.")]
 MAX_LINES = 10_000
-After = Annotated[int, Query(ge=0, le=2**31, description="Only lines after this ``seq``.")]
+AfterLine = Annotated[int, Query(ge=0, le=2**31, description="Only lines after this ``seq``.")]
 LineLimit = Annotated[
     int, Query(ge=1, le=MAX_LINES, description=f"Lines per page (at most {MAX_LINES}).")
 ]
@@ -247,6 +248,7 @@ def build_runs_router(
         "list_program_runs": limit,
         "list_runs": limit,
         "run_events": {"start": (tuple[int, int], fastapi.Depends(routes.run_cursor))},
+        "all_run_events": {"start": (int, fastapi.Depends(routes.resume_after))},
     }
     for name, (method, path, operation_id, kind, options) in _ROUTES.items():
         router.add_api_route(
@@ -262,7 +264,8 @@ def build_runs_router(
 
 class _RunRoutes:
     """The endpoint bodies; ``build_runs_router`` registers them, with its actor dependency,
-    its ``default_limit``, and :meth:`run_cursor` as the dependency of a run's stream."""
+    its ``default_limit``, and :meth:`run_cursor` and :meth:`resume_after` as the dependencies
+    of the streams; they read the runner's database."""
 
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
@@ -318,7 +321,7 @@ class _RunRoutes:
     def get_run_lines(
         self,
         run_id: RunId,
-        after: After = 0,
+        after: AfterLine = 0,
         limit: LineLimit = 1000,
         stream: StreamFilter = None,
     ) -> list[RunLineRead]:
@@ -333,18 +336,20 @@ class _RunRoutes:
         # Where a run's stream starts ("<audit id>.<line seq>", else now and its first line):
         # checked, with the run's existence, before the stream starts (422, 404, 503).
         resume = parse_cursor(last_event_id, parts=2)
-        head = await feed_position()
+        head = await feed_position(self.runner.database)
         await anyio.to_thread.run_sync(self.runner.history.get, run_id)
         return (resume[0], resume[1]) if resume else (head, 0)
 
-    async def all_run_events(
-        self, start: ResumeAfter, follow: Follow = True
-    ) -> EventStreamResponse:
+    async def resume_after(self, after: After = None, last_event_id: LastEventId = None) -> int:
+        # Where the stream of every run starts, in the runner's database's audit log.
+        return await resume_after_in(self.runner.database)(after, last_event_id)
+
+    async def all_run_events(self, start: int, follow: Follow = True) -> EventStreamResponse:
         """Server-Sent Events: a ``status`` event each time a run is queued, starts, is asked
         to stop or ends, on any server; ``data`` is the run as lists show it. Resumable with
         ``Last-Event-ID`` (the audit id)."""
         return change_stream(
-            get_feed(),
+            get_feed(self.runner.database),
             after=start,
             components=[self.events.component],
             follow=follow,

@@ -11,6 +11,10 @@ The extension also mounts the program runner (:mod:`programs.runner`) unless ``r
 by default configured from the environment (:meth:`RunnerConfig.from_env`: the local backend,
 or NOVA when ``NOVA_API`` is set). Its router's lifespan starts and stops the runner with the
 app.
+
+Everything the extension builds (the store, the runner, the routes, the metrics) works on one
+:class:`~storage.database.Database`: the one given as ``database=`` (``bootstrap(app,
+database=db, programs=...)`` passes its own), else the default one at the time of each call.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from programs._tables import (
 )
 from programs.runner import Runner
 from programs.store import ProgramStore
-from storage import changes, database
+from storage import changes
+from storage.database import Database
 from storage.http import ANONYMOUS_ACTOR, RouteAuth
 from storage.metrics import metrics_of
 from storage.migrations import apply_sqlmodel_migrations
@@ -78,9 +83,14 @@ class ProgramsExtension:
         default_actor: the audit actor of a change made through ``/api/v2`` by a client that
             sends no ``X-User`` header (the NOVA program-store clients send none); ``None``
             requires the header (400 without).
+        database: the :class:`~storage.database.Database` of the program tables and runs; a
+            store or runner given as ``source`` or ``runner`` is bound to it
+            (:meth:`ProgramStore.bind`, :meth:`Runner.bind`). Default: the store's, which
+            follows :func:`storage.database.get_database` unless it was bound.
 
     Raises:
         DuplicateTemplateError: two functions use the same template name.
+        ConfigurationError: the store or the runner given belongs to another database.
     """
 
     def __init__(
@@ -95,11 +105,16 @@ class ProgramsExtension:
         sync: bool = True,
         runner: Runner | RunnerConfig | bool = True,
         default_actor: str | None = ANONYMOUS_ACTOR,
+        database: Database | None = None,
     ) -> None:
         self.store = _store(source, entry_points=entry_points)
         self._runner_choice = runner
         # Built when mounted on an app: a script (app=None) needs no runner, nor its backend.
         self.runner: Runner | None = runner if isinstance(runner, Runner) else None
+        if database is not None:
+            self.store.bind(database)
+            if self.runner is not None:
+                self.runner.bind(database)
         self.prefix = prefix
         self.auth = auth
         self.backup_dir = backup_dir
@@ -116,7 +131,7 @@ class ProgramsExtension:
             BackendMissingError: the runner's backend needs a package that is not installed.
         """
         if self.create_tables:
-            with database.get_database().schema_lock():
+            with self.store.database.schema_lock():
                 self._create_tables()
         if self.sync:
             self.store.sync()
@@ -147,15 +162,16 @@ class ProgramsExtension:
             if metrics is not None:
                 from programs._metrics import add_run_metrics  # needs prometheus-client
 
-                add_run_metrics(metrics, self.runner)
+                add_run_metrics(metrics, self.store, self.runner)
 
     def _create_tables(self) -> None:
         models = (*_TABLES, *_RUN_TABLES) if self._runner_choice is not False else _TABLES
         names = [model.__tablename__ for model in models]
         tables = [SQLModel.metadata.tables[name] for name in names]
-        SQLModel.metadata.create_all(database.get_engine(), tables=tables)
+        engine = self.store.database.engine
+        SQLModel.metadata.create_all(engine, tables=tables)
         # Tables made by an older version get the new columns; refuses nothing that is ours.
-        plan = apply_sqlmodel_migrations(tables=names)
+        plan = apply_sqlmodel_migrations(engine=engine, tables=names)
         for step in plan.steps:
             logger.info("program tables migrated: %s", step)
 

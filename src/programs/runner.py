@@ -39,6 +39,7 @@ from programs.store import ProgramStore
 from programs.template import Template
 from storage._listeners import call_listeners
 from storage.auditor import to_json_safe, utcnow
+from storage.database import Database
 from storage.errors import StorageError
 
 __all__ = ["Runner"]
@@ -92,16 +93,28 @@ class Runner:
     Args:
         store: where programs and templates come from.
         config: how they run (default: local, one at a time per cell, a second start refused).
+        database: the :class:`~storage.database.Database` of the programs and their runs; the
+            store is bound to it (:meth:`ProgramStore.bind`). Default: the store's database
+            (the default one, at the time of each call, while the store follows it).
 
     Raises:
         BackendMissingError: the backend needs a package that is not installed.
+        ConfigurationError: the store belongs to another database than ``database``.
     """
 
-    def __init__(self, store: ProgramStore, config: RunnerConfig | None = None) -> None:
+    def __init__(
+        self,
+        store: ProgramStore,
+        config: RunnerConfig | None = None,
+        *,
+        database: Database | None = None,
+    ) -> None:
+        if database is not None:
+            store.bind(database)
         self.store = store
         self.config = config if config is not None else RunnerConfig()
         self.backend: RunnerBackend = create_backend(self.config.backend, self.config.nova)
-        self.history = RunHistory(self.config.component)
+        self.history = RunHistory(self.config.component, database=store.bound_database)
         self.instance = Instance.this_process(self.config.name)
         self.ledger = CellLedger(self.config, self.history, self.instance)
         self._jobs: dict[int, _Job] = {}
@@ -120,6 +133,20 @@ class Runner:
         """Call ``fn(status, seconds)`` (quickly) when a run this process executed has ended
         and its end is recorded: its final status and how long it ran."""
         self._finished_listeners.append(fn)
+
+    @property
+    def database(self) -> Database:
+        """The database of the runs: the store's (see :attr:`ProgramStore.database`)."""
+        return self.history.database
+
+    def bind(self, database: Database) -> None:
+        """Run on ``database`` from now on: the store and the run history are bound to it.
+
+        Raises:
+            ConfigurationError: they already belong to another database.
+        """
+        self.store.bind(database)
+        self.history.runs.bind(database)
 
     @property
     def started(self) -> bool:
@@ -287,7 +314,7 @@ class Runner:
             return job.live(row)
         if row.status != RunStatus.running.value:
             return row
-        texts = read_text(run_id)
+        texts = read_text(self.database, run_id)
         return ProgramRun.model_validate(
             {**row.model_dump(), "output": texts["output"], "logs": texts["log"]}
         )
@@ -317,7 +344,7 @@ class Runner:
             RunNotFound: no such run.
         """
         self.history.get(run_id)
-        return read_lines(run_id, after=after, limit=limit, stream=stream)
+        return read_lines(self.database, run_id, after=after, limit=limit, stream=stream)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -463,7 +490,7 @@ class Runner:
     def _finish(self, job: _Job, status: RunStatus, *, actor: str, **fields: Any) -> bool:
         lines = job.capture.lines
         if lines is not None:
-            write_lines(lines.take())
+            write_lines(self.database, lines.take())
         return self.ledger.finish(job.run_id, status, actor=actor, **fields)
 
 

@@ -1,9 +1,9 @@
 """``ProgramStore``: stored templates and instances, checked against the registry's code.
 
 Every write goes through a :class:`~storage.accessor.ModelAccessor`, so it is audited with the
-caller's actor, runs the accessor's lifecycle hooks and joins a surrounding
-:func:`storage.database.transaction`. Register hooks on :attr:`ProgramStore.instances` like on
-any other accessor.
+caller's actor, runs the accessor's lifecycle hooks and joins a surrounding transaction of the
+store's database (:meth:`storage.database.Database.transaction`). Register hooks on
+:attr:`ProgramStore.instances` like on any other accessor.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from programs.errors import (
 )
 from programs.sync import SYNC_ACTOR, SyncReport, sync_templates
 from programs.template import Template
-from storage import database
 from storage.accessor import ModelAccessor
 from storage.auditor import utcnow
+from storage.database import Database
 from storage.errors import require_found
 
 __all__ = ["ProgramStore"]
@@ -38,6 +38,8 @@ class ProgramStore:
         registry: the templates in code (default: an empty registry).
         templates_component: the audit-log component of template rows.
         instances_component: the audit-log component of instance rows.
+        database: the :class:`~storage.database.Database` the tables are in; default
+            :func:`storage.database.get_database`, at the time of each call.
     """
 
     def __init__(
@@ -46,17 +48,39 @@ class ProgramStore:
         *,
         templates_component: str = "program_templates",
         instances_component: str = "program_instances",
+        database: Database | None = None,
     ) -> None:
         self.registry = registry if registry is not None else ProgramRegistry()
         self.templates: ModelAccessor[ProgramTemplate] = ModelAccessor(
-            ProgramTemplate, templates_component
+            ProgramTemplate, templates_component, database=database
         )
         self.instances: ModelAccessor[ProgramInstance] = ModelAccessor(
-            ProgramInstance, instances_component
+            ProgramInstance, instances_component, database=database
         )
 
     def __repr__(self) -> str:
         return f"ProgramStore({self.registry!r})"
+
+    @property
+    def database(self) -> Database:
+        """The database the store reads and writes: the one it was given or bound to, else
+        the default one at the time of the call."""
+        return self.templates.database
+
+    @property
+    def bound_database(self) -> Database | None:
+        """The database given or bound; ``None`` while the store follows the default."""
+        return self.templates.bound_database
+
+    def bind(self, database: Database) -> None:
+        """Read and write ``database`` from now on (``ProgramsExtension(database=...)`` and
+        ``Runner(database=...)`` call it).
+
+        Raises:
+            ConfigurationError: the store already belongs to another database.
+        """
+        self.templates.bind(database)
+        self.instances.bind(database)
 
     def sync(self, *, actor: str = SYNC_ACTOR) -> SyncReport:
         """Bring the stored templates in line with the registry and re-check every instance
@@ -86,7 +110,7 @@ class ProgramStore:
             TemplateNotFound: there is no such template.
             TemplateInUseError: instances use it (the message says how many).
         """
-        with database.transaction():
+        with self.database.transaction():
             require_found(self.templates.get_for_update(name), _template_not_found(name))
             used = self.instances.count(ProgramInstance.template_name == name)
             if used:
@@ -140,7 +164,7 @@ class ProgramStore:
             TemplateUnavailableError: the template is no longer in the code.
             ProgramDataError: ``data`` does not match the template's model.
         """
-        with database.transaction() as session:
+        with self.database.transaction() as session:
             if self.instances.get(name) is not None:
                 raise ProgramExistsError(f"program {name!r} already exists")
             stored = self.usable_template(template_name).normalise(data)
@@ -168,7 +192,7 @@ class ProgramStore:
             ProgramNotFound: no such instance.
             TemplateNotFound, TemplateUnavailableError, ProgramDataError: as for create.
         """
-        with database.transaction() as session:
+        with self.database.transaction() as session:
             current = self.get_program(name)
             target = template_name if template_name is not None else current.template_name
             fields: dict[str, Any] = {

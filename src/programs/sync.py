@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from programs._tables import ProgramTemplate
 from programs.template import Template
-from storage import database
 from storage.auditor import utcnow
 from storage.errors import IntegrityConflictError
 
@@ -64,7 +63,7 @@ def sync_templates(store: ProgramStore, *, actor: str = SYNC_ACTOR) -> SyncRepor
     try:
         report = _sync_once(store, actor)
     except IntegrityConflictError:
-        if database.CURRENT_SESSION.get() is not None:
+        if store.database.current_session() is not None:
             raise
         report = _sync_once(store, actor)
     logger.info("program templates synced: %s", report)
@@ -76,7 +75,7 @@ def sync_templates(store: ProgramStore, *, actor: str = SYNC_ACTOR) -> SyncRepor
 def _sync_once(store: ProgramStore, actor: str) -> SyncReport:
     report = SyncReport()
     now = utcnow()
-    with database.transaction():
+    with store.database.transaction():
         stored = {row.name: row for row in store.templates.all()}
         for template in store.registry:
             wanted = _stored_fields(template)

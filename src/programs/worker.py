@@ -28,6 +28,7 @@ from programs._config import RunnerConfig
 from programs.extension import ProgramSource, setup
 from programs.runner import Runner
 from storage.bootstrap import prepare_database
+from storage.database import get_database
 
 __all__ = ["main", "run_worker", "serve_runner"]
 
@@ -67,9 +68,12 @@ def run_worker(
     config = config if config is not None else RunnerConfig.from_env()
     if not config.execute:
         raise ValueError("a worker executes programs: RunnerConfig(execute=True)")
-    prepare_database(database_url=database_url)
-    store = setup(None, source, runner=False)
-    asyncio.run(serve_runner(Runner(store, config)))
+    # One database for everything it builds: the default one, configured from the URL or the
+    # environment as an app's is.
+    db = get_database()
+    prepare_database(database_url=database_url, database=db)
+    store = setup(None, source, runner=False, database=db)
+    asyncio.run(serve_runner(Runner(store, config, database=db)))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
