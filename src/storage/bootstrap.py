@@ -140,15 +140,15 @@ def bootstrap(
         database: the :class:`~storage.database.Database` of this app (default
             :func:`storage.database.get_database`); ``database_url`` and
             ``sqlite_synchronous`` configure it, the accessors are bound to it
-            (:meth:`ModelAccessor.bind`) and the routes serve it. The programs extension
-            runs on the default database only.
+            (:meth:`ModelAccessor.bind`) and the routes serve it, the programs extension's
+            too (its store, runner, routes and metrics work on it).
         router_options: passed on to each CRUD router
             (see :func:`storage.router_model.build_crud_router`).
 
     Raises:
         ConfigurationError: the database is already in use with another URL, an accessor
-            belongs to another database, or ``programs`` without the programs extension's
-            entry point or with a ``database`` that is not the default one.
+            (or the store or runner given to ``programs``) belongs to another database, or
+            ``programs`` without the programs extension's entry point.
         MigrationError: ``auto_migrate`` found a change it refuses to make.
         MissingDependencyError: ``metrics`` without prometheus-client installed.
     """
@@ -158,7 +158,6 @@ def bootstrap(
         for accessor in accessors:
             accessor.bind(database)
     if programs is not None:
-        _check_programs_database(database)
         # The programs package plugs in through an entry point: storage never imports it.
         # Building the extension registers the program tables before they are created below.
         extensions.append(
@@ -167,6 +166,7 @@ def bootstrap(
                 auth=router_options.get("auth"),
                 create_tables=create_tables,
                 runner=runner,
+                database=database,
             )
         )
     prepare_database(
@@ -219,15 +219,6 @@ def _plugin(name: str) -> Callable[..., Callable[[FastAPI | None], None]]:
         f"bootstrap({name}=...) needs the {name!r} entry point of the {EXTENSION_GROUP!r} "
         "group, which machine-storage's installed metadata registers: reinstall machine-storage"
     )
-
-
-def _check_programs_database(given: Database | None) -> None:
-    if given is not None and given is not storage_database.get_database():
-        raise ConfigurationError(
-            "the programs extension runs on the default database: configure it with "
-            "bootstrap(database_url=...) (or storage.database.set_default_database) instead "
-            "of passing another database"
-        )
 
 
 def _serve_metrics(

@@ -98,13 +98,6 @@ def test_an_accessor_belongs_to_one_database(databases: tuple[Database, Database
         bootstrap(FastAPI(), accessors=[users], database=b)
 
 
-def test_programs_refuse_a_database_that_is_not_the_default(
-    databases: tuple[Database, Database],
-) -> None:
-    with pytest.raises(ConfigurationError, match="default database"):
-        bootstrap(FastAPI(), programs=[], database=databases[1])
-
-
 def test_an_app_serves_the_database_it_was_given(databases: tuple[Database, Database]) -> None:
     a, b = databases
     app = FastAPI()
