@@ -189,6 +189,9 @@ class ChangeFeed:
     ) -> AsyncGenerator[list[ChangeEvent]]:
         wanted = _Filter(frozenset(components), frozenset(operations))
         head = await self.position()
+        # Without follow, the stream ends once it has sent what was committed when it began,
+        # even what this process's tail has not read yet.
+        until = 0 if follow else await asyncio.to_thread(self._highest)
         epoch = self._epoch
         cursor = head if after is None else after
         if cursor > self._head and cursor > await asyncio.to_thread(self._highest):
@@ -201,8 +204,9 @@ class ChangeFeed:
                 epoch, cursor = self._epoch, self._head
                 yield [self._reset_event(cursor)]
                 continue
-            if cursor < self._head:
-                batch, end = await self._next(cursor, self._head, wanted)
+            upto = max(self._head, until)
+            if cursor < upto:
+                batch, end = await self._next(cursor, upto, wanted)
                 if self._epoch != epoch:
                     continue  # read across a restore: start over from the reset
                 cursor = end
@@ -248,7 +252,7 @@ class ChangeFeed:
 
     async def _next(self, cursor: int, head: int, wanted: _Filter) -> tuple[list[ChangeEvent], int]:
         with self._lock:
-            if cursor >= self._floor:
+            if cursor >= self._floor and head <= self._head:
                 start = bisect.bisect_right(self._events, cursor, key=_event_id)
                 batch = self._events[start : start + self._page]
                 # Everything buffered is final, so the cursor may go as far as the head.

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import create_engine, insert
 from sqlmodel import Session
 
 from storage import changes, database
@@ -77,6 +77,29 @@ def test_resuming_after_an_id_gives_exactly_the_rest(users: ModelAccessor[User])
     middle = every[11].id
     assert [e.id for e in history(after=middle)] == [e.id for e in every[12:]]
     assert history(after=every[-1].id) == []
+
+
+def test_without_follow_the_stream_ends_after_what_was_committed_before_it(
+    users: ModelAccessor[User],
+) -> None:
+    # Audit rows written on a connection of its own (as by another server): this process's
+    # tail is not told and reads them at its next poll; a reader that does not follow gets
+    # them at once.
+    users.insert(User(name="Ada"), actor="op")
+    asyncio.run(get_feed().position())  # the tail is running and has read Ada
+    engine = create_engine(database.get_database().url)
+    try:
+        with engine.begin() as connection:
+            for name in ("Bo", "Cy"):
+                row = audit_row(
+                    component="users", operation="create", record_id=name, actor="other",
+                    after={"name": name},
+                )  # fmt: skip
+                connection.execute(insert(AUDIT_TABLE), [row])
+        got = history()
+    finally:
+        engine.dispose()
+    assert [event.after["name"] for event in got if event.after] == ["Ada", "Bo", "Cy"]
 
 
 def test_filters_by_component_and_operation(users: ModelAccessor[User]) -> None:
