@@ -3,42 +3,34 @@
 The runner lives on the app's event loop between its lifespan's startup and shutdown
 (:meth:`Runner.lifespan`). A start validates the program and stores a ``queued`` run in the
 cell (:class:`programs._cells.CellLedger`); whichever process of the cell has a free slot
-claims it (:class:`programs._coordinator.Coordinator`) and runs it in a task of its own: the
-backend runs it with its output and log records captured (:mod:`programs._capture`) and written
-to the database as it goes (:mod:`programs._lines`), and the end is recorded. A stop, from any
-process, is recorded on the run; the process executing it cancels the task, which the backend
-turns into a stopped program. Database work happens in worker threads, so the loop never waits
-for the database.
+claims it (:class:`programs._coordinator.Coordinator`) and runs it in a task of its own
+(:class:`programs._jobs.RunExecutor`): the backend runs it with its output and log records
+captured (:mod:`programs._capture`) and written to the database as it goes
+(:mod:`programs._lines`), and the end is recorded. A stop, from any process, is recorded on the
+run; the process executing it cancels the task, which the backend turns into a stopped program.
+Database work happens in worker threads, so the loop never waits for the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
-import time
-import traceback
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio.to_thread
-
-from programs._capture import RunCapture, capture_routing
+from programs._capture import capture_routing
 from programs._cells import CellLedger, Instance
 from programs._config import RunnerConfig
-from programs._context import ProgramCall, RunContext, check_runnable
 from programs._coordinator import Coordinator
-from programs._history import ACTIVE, RUNNER_ACTOR, RunHistory
-from programs._lines import LineBuffer, Stream, read_lines, read_text, write_lines
+from programs._history import RUNNER_ACTOR, RunHistory
+from programs._jobs import Job, RunExecutor, in_thread
+from programs._lines import Stream, read_lines, read_text
 from programs._tables import ProgramRun, ProgramRunLine, RunStatus
 from programs.backends import RunnerBackend, create_backend
-from programs.errors import RunCancelled, RunnerUnavailableError
+from programs.errors import RunnerUnavailableError
 from programs.store import ProgramStore
 from programs.template import Template
-from storage._listeners import call_listeners
-from storage.auditor import to_json_safe, utcnow
 from storage.database import Database
 from storage.errors import StorageError
 
@@ -46,44 +38,8 @@ __all__ = ["Runner"]
 
 logger = logging.getLogger("programs.runner")
 
-T = TypeVar("T")
 
-
-class _Job:
-    """A run this process executes."""
-
-    def __init__(self, run_id: int, call: ProgramCall, capture: RunCapture) -> None:
-        self.run_id = run_id
-        self.call = call
-        self.capture = capture
-        self.task: asyncio.Task[None] | None = None
-        self.stopped_by: str | None = None
-        self.stop_requested_at: datetime | None = None
-        self.stop_reason = ""
-        self.finishing = False
-        self.began = time.monotonic()
-
-    def request_stop(self, actor: str, reason: str, requested_at: datetime | None = None) -> None:
-        # Cancel the task once, and not once it records the end: a cancel then would cut the
-        # bookkeeping short.
-        if self.stopped_by is not None or self.finishing:
-            return
-        self.stopped_by, self.stop_reason = actor, reason
-        self.stop_requested_at = requested_at or utcnow()
-        self.call.context.request_stop()
-        if self.task is not None:
-            self.task.cancel()
-
-    def live(self, row: ProgramRun) -> ProgramRun:
-        # The stored row plus the output kept in memory while the run goes on.
-        if row.status not in ACTIVE:
-            return row
-        return ProgramRun.model_validate(
-            {**row.model_dump(), "logs": self.capture.logs, "output": self.capture.output}
-        )
-
-
-class Runner:
+class Runner(RunExecutor):
     """Runs the programs of a :class:`ProgramStore` in a cell, and keeps their history.
 
     Any number of processes, on any number of machines, can run a ``Runner`` for the same
@@ -117,7 +73,7 @@ class Runner:
         self.history = RunHistory(self.config.component, database=store.bound_database)
         self.instance = Instance.this_process(self.config.name)
         self.ledger = CellLedger(self.config, self.history, self.instance)
-        self._jobs: dict[int, _Job] = {}
+        self._jobs: dict[int, Job] = {}
         self._coordinator: Coordinator | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._accepting = False
@@ -133,11 +89,6 @@ class Runner:
         """Call ``fn(status, seconds)`` (quickly) when a run this process executed has ended
         and its end is recorded: its final status and how long it ran."""
         self._finished_listeners.append(fn)
-
-    @property
-    def database(self) -> Database:
-        """The database of the runs: the store's (see :attr:`ProgramStore.database`)."""
-        return self.history.database
 
     def bind(self, database: Database) -> None:
         """Run on ``database`` from now on: the store and the run history are bound to it.
@@ -170,9 +121,9 @@ class Runner:
             return
         if self.config.execute:
             await self.backend.open()
-        ended = await _in_thread(self.ledger.register)
+        ended = await in_thread(self.ledger.register)
         if self.config.recover:
-            ended += await _in_thread(self.ledger.expire)
+            ended += await in_thread(self.ledger.expire)
         if ended:
             logger.warning("ended %d runs left behind by processes that are gone", len(ended))
         run_logger = logging.getLogger("programs.run")
@@ -203,7 +154,7 @@ class Runner:
         try:
             if self._coordinator is not None:
                 # Claims made before it stopped reach the loop first (they were sent first).
-                await _in_thread(self._coordinator.stop)
+                await in_thread(self._coordinator.stop)
             jobs = list(self._jobs.values())
             for job in jobs:
                 job.request_stop(RUNNER_ACTOR, "stopped: the app shut down")
@@ -218,7 +169,7 @@ class Runner:
                 logger.error("run %d did not stop within the shutdown timeout", job.run_id)
                 await self._record(job, RunStatus.cancelled, job.stopped_by, None, None, None)
             try:
-                cancelled = await _in_thread(self.ledger.unregister)
+                cancelled = await in_thread(self.ledger.unregister)
             except StorageError as exc:
                 # The database is gone or changed under a shutting-down process: its lease
                 # runs out and the other processes take over, as after a kill.
@@ -245,8 +196,8 @@ class Runner:
             ProgramNotRunnable: the template needs what the backend lacks (NOVA).
         """
         self._check_started()
-        template, params = await _in_thread(self._validate, program_name)
-        run = await _in_thread(
+        template, params = await in_thread(self._validate, program_name)
+        run = await in_thread(
             self.ledger.enqueue,
             program_name=program_name,
             template_name=template.name,
@@ -270,7 +221,7 @@ class Runner:
             RunNotFound: no such run.
             RunStateError: it has already ended.
         """
-        outcome = await _in_thread(self.ledger.request_stop, run_id, actor)
+        outcome = await in_thread(self.ledger.request_stop, run_id, actor)
         if outcome.ended:
             return outcome.run, True
         job = self._jobs.get(run_id)
@@ -296,7 +247,7 @@ class Runner:
             )
             if job is not None and job.task is not None:
                 await asyncio.wait({job.task}, timeout=left)
-            run = await _in_thread(self.get_run, run_id)
+            run = await in_thread(self.get_run, run_id)
             if RunStatus(run.status).is_final or (left is not None and left <= 0):
                 return run
             await asyncio.sleep(min(0.05, left) if left is not None else 0.05)
@@ -358,160 +309,3 @@ class Runner:
     def _validate(self, program_name: str) -> tuple[Template, Any]:
         instance = self.store.get_program(program_name)
         return self._runnable(instance.template_name, instance.data)
-
-    def _runnable(self, template_name: str, data: dict[str, Any]) -> tuple[Template, Any]:
-        # The template as this process's code has it, the parameters validated against it.
-        template = self.store.usable_template(template_name)
-        params = template.validate(data)
-        check_runnable(template, self.backend.name, self.backend.resources)
-        return template, params
-
-    def _from_thread(self, callback: Callable[..., None], *args: Any) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(callback, *args)
-
-    def _claimed(self, run: ProgramRun) -> None:
-        # In the coordinator's thread: a run this process claimed; its template and parameters
-        # as this process's code has them (another process validated them at the start).
-        if run.id is None:  # never: a stored row has its id
-            return
-        try:
-            template, params = self._runnable(run.template_name, run.parameters)
-        except Exception as exc:
-            self.ledger.finish(run.id, RunStatus.failed, actor=RUNNER_ACTOR, error=_describe(exc))
-            logger.warning("run %d cannot run in this process: %s", run.id, exc)
-            return
-        context = RunContext(
-            run_id=run.id,
-            program_name=run.program_name,
-            template_name=template.name,
-            backend=self.backend.name,
-            parameters=params,
-        )
-        self._from_thread(self._launch, ProgramCall(template, context))
-
-    def _launch(self, call: ProgramCall) -> None:
-        # On the loop: the claimed run starts now.
-        run_id = call.context.run_id
-        capture = RunCapture(
-            limit=self.config.log_limit,
-            level=self.config.log_level,
-            echo=self.config.echo_output,
-            lines=LineBuffer(run_id, self.config.log_limit),
-        )
-        job = _Job(run_id, call, capture)
-        self._jobs[run_id] = job
-        # A fresh context: nothing of the caller's (an open transaction) leaks into the run.
-        job.task = asyncio.get_running_loop().create_task(
-            self._drive(job), name=f"program-run-{run_id}", context=contextvars.Context()
-        )
-        if not self._accepting:
-            job.request_stop(RUNNER_ACTOR, "stopped: the app shut down")
-
-    def _stop_requested(self, run: ProgramRun) -> None:
-        job = self._jobs.get(run.id or 0)
-        if job is not None:
-            actor = run.stopped_by or "internal"
-            job.request_stop(actor, f"stopped by {actor}", run.stop_requested_at)
-
-    def _lease_lost(self, run_id: int) -> None:
-        job = self._jobs.get(run_id)
-        if job is not None:
-            job.request_stop(RUNNER_ACTOR, "stopped: another process ended this run")
-
-    async def _drive(self, job: _Job) -> None:
-        status, error, trace, result = RunStatus.completed, None, None, None
-        try:
-            job.call.context.raise_if_stopped()  # stopped before it began: never start it
-            capture_routing.ensure()  # sys.stdout may have been replaced since startup
-            with job.capture.active():
-                result = await self.backend.run(job.call)
-            if job.stopped_by is not None:
-                status = RunStatus.cancelled
-        except asyncio.CancelledError as exc:
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            if job.stopped_by is None:  # not ours: something inside the program cancelled it
-                status, error, trace = RunStatus.failed, "the program was cancelled", _trace(exc)
-            else:
-                status = RunStatus.cancelled
-        except RunCancelled:
-            status = RunStatus.cancelled
-        except Exception as exc:
-            status, error, trace = RunStatus.failed, _describe(exc), _trace(exc)
-            logger.info("run %d failed: %s", job.run_id, error)
-        job.finishing = True
-        if status is RunStatus.cancelled:
-            error = job.stop_reason or "stopped"
-        await self._record(job, status, job.stopped_by, error, trace, result)
-
-    async def _record(
-        self,
-        job: _Job,
-        status: RunStatus,
-        actor: str | None,
-        error: str | None,
-        trace: str | None,
-        result: Any,
-    ) -> None:
-        if self._jobs.get(job.run_id) is not job:
-            return  # recorded already
-        try:
-            recorded = await _in_thread(
-                self._finish,
-                job,
-                status,
-                actor=actor or RUNNER_ACTOR,
-                error=error,
-                traceback=trace,
-                result=to_json_safe(result),
-                output=job.capture.output,
-                logs=job.capture.logs,
-                stopped_by=job.stopped_by,
-                stop_requested_at=job.stop_requested_at,
-            )
-            if recorded:
-                logger.info("run %d %s", job.run_id, status.value)
-                seconds = time.monotonic() - job.began
-                call_listeners(list(self._finished_listeners), status.value, seconds)
-            else:
-                logger.error(
-                    "run %d ended %s, but another process had ended it", job.run_id, status
-                )
-        except Exception:
-            logger.exception("could not record the end of run %d", job.run_id)
-        finally:
-            self._jobs.pop(job.run_id, None)
-            if self._coordinator is not None:
-                self._coordinator.wake()  # a slot is free: claim the next queued run
-
-    def _finish(self, job: _Job, status: RunStatus, *, actor: str, **fields: Any) -> bool:
-        lines = job.capture.lines
-        if lines is not None:
-            write_lines(self.database, lines.take())
-        return self.ledger.finish(job.run_id, status, actor=actor, **fields)
-
-
-async def _in_thread(function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    # Database work off the loop, in an empty context (no caller's session); not abandoned
-    # when the task is cancelled, so a later write never overtakes an earlier one.
-    def call() -> T:
-        return contextvars.Context().run(function, *args, **kwargs)
-
-    return await anyio.to_thread.run_sync(call)
-
-
-def _describe(exc: BaseException) -> str:
-    pretty = getattr(exc, "to_pretty_string", None)  # the SDK's planning errors explain more
-    if callable(pretty):
-        try:
-            return f"{type(exc).__name__}: {pretty()}"
-        except Exception:
-            pass
-    return f"{type(exc).__name__}: {exc}"
-
-
-def _trace(exc: BaseException) -> str:
-    return "".join(traceback.format_exception(exc))
