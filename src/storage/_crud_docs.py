@@ -9,8 +9,8 @@ from storage._openapi import ETAG, LINK, LOCATION, NEXT_CURSOR, TOTAL_COUNT
 
 __all__ = ["ERRORS", "GET_PARAMETERS", "HEADERS", "ROUTES"]
 
-# Endpoint (a method of _CrudRoutes): HTTP method, path, operation id (of the model's singular
-# and plural nouns), summary, documented error statuses.
+# Endpoint (a method of _crud_routes.CrudRoutes): HTTP method, path, operation id (of the
+# model's singular and plural nouns), summary, documented error statuses.
 ROUTES: dict[str, tuple[str, str, str, str, tuple[int, ...]]] = {
     "list_records": ("GET", "/", "list_{many}", "List {}", ()),
     "get_record": ("GET", "/{id}", "get_{one}", "Get one of {}", (304, 404)),

@@ -6,8 +6,9 @@ export and import, and SQLite backup and restore. The work is done in :mod:`stor
 and :mod:`storage._verification`; this module only maps it to HTTP. Storage errors become their
 status codes through :class:`storage.http.StorageRoute`.
 
-As in :mod:`storage.router_model`, the endpoints are the methods of one small class, and
-:func:`build_db_router` registers them from a table of routes.
+As in :mod:`storage.router_model` (its class is in :mod:`storage._crud_routes`), the endpoints
+are the methods of one small class, and :func:`build_db_router` registers them from a table of
+routes.
 """
 
 from __future__ import annotations

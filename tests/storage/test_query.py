@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from storage import database
+from storage._crud_routes import LIST_PARAMETERS
 from storage._query import ModelQuery
 from storage.accessor import ModelAccessor
 from storage.errors import ValidationError
-from storage.router_model import _LIST_PARAMETERS
 from support.models import Color, Sample, User
 
 pytestmark = pytest.mark.usefixtures("backend")
@@ -44,7 +44,7 @@ def users() -> ModelAccessor[User]:
 
 @pytest.fixture
 def query() -> ModelQuery:
-    return ModelQuery(User, "id", reserved=_LIST_PARAMETERS)
+    return ModelQuery(User, "id", reserved=LIST_PARAMETERS)
 
 
 def names(
