@@ -31,6 +31,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
+from storage._auth import actor_dependency
 from storage._crud_docs import ERRORS, GET_PARAMETERS, HEADERS, ROUTES
 from storage._endpoints import typed_endpoint
 from storage._etags import etag_of_bytes, if_match, if_none_match
@@ -56,7 +57,6 @@ from storage.http import (
     IfMatch,
     RouteAuth,
     StorageRoute,
-    actor_dependency,
     get_actor,
 )
 from storage.uniqueness import unique_sets
