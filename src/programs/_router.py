@@ -46,12 +46,13 @@ from programs._schemas import (
 from programs._tables import NAME_LENGTH
 from programs.errors import ProgramDataError, ProgramNotFound
 from programs.store import ProgramStore
+from storage._auth import actor_dependency
 from storage._endpoints import typed_endpoint
 from storage._etags import etag_of, if_match, if_none_match
 from storage._openapi import ETAG, LOCATION
 from storage.accessor import ModelAccessor
 from storage.errors import PreconditionFailedError, require_found
-from storage.http import ANONYMOUS_ACTOR, IfMatch, RouteAuth, StorageRoute, actor_dependency
+from storage.http import ANONYMOUS_ACTOR, IfMatch, RouteAuth, StorageRoute
 
 __all__ = ["build_programs_router"]
 

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from programs._run_events import RunEvents
 from programs._tables import NAME_LENGTH, ProgramRun, RunStatus
 from programs.runner import Runner
+from storage._auth import actor_dependency
 from storage._endpoints import typed_endpoint
 from storage._openapi import LOCATION, TOTAL_COUNT
 from storage._streams import (
@@ -51,7 +52,7 @@ from storage._streams import (
     resume_after_in,
 )
 from storage.feed import get_feed
-from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute, actor_dependency
+from storage.http import ANONYMOUS_ACTOR, RouteAuth, StorageRoute
 
 __all__ = ["MAX_LIMIT", "MAX_LINES", "RunLineRead", "RunRead", "RunSummary", "build_runs_router"]
 

@@ -19,6 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from sqlalchemy import select
 from sqlmodel import Session
 
+from storage._auth import actor_dependency
 from storage._etags import etag_of_bytes, if_match, if_none_match
 from storage._limits import RecordCap
 from storage._query import ModelQuery
@@ -35,7 +36,7 @@ from storage.errors import (
     ValidationError,
     require_found,
 )
-from storage.http import MAX_OFFSET, IfMatch, actor_dependency
+from storage.http import MAX_OFFSET, IfMatch
 from storage.uniqueness import unique_sets
 
 __all__ = ["LIST_PARAMETERS", "CrudRoutes"]

@@ -13,14 +13,12 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import IO, Annotated, Any, ClassVar
 
 from fastapi import Header, HTTPException, Request, Response
 from fastapi.dependencies.utils import get_dependant, get_flat_params
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.params import Depends
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -29,6 +27,15 @@ from starlette.formparsers import MultiPartException
 from starlette.routing import Match
 from starlette.types import Message, Receive
 
+from storage._auth import (
+    ANONYMOUS_ACTOR,
+    LOCAL_ONLY,
+    X_USER_REQUIRED,
+    RouteAuth,
+    get_actor,
+    require_actor_header,
+    require_local_client,
+)
 from storage._openapi import (
     UNAVAILABLE,
     ErrorBody,
@@ -97,7 +104,7 @@ class StorageRoute(APIRoute):
     The document it gives the route: the body of each error status declared
     (``{"detail": ...}``, :class:`ErrorBody`; for 422 :class:`ValidationErrorBody`); the 503 of
     a busy or unreachable database, with ``Retry-After`` (unless :attr:`uses_database` is
-    false); the 403 of :func:`_require_local_client`; and ``X-User`` as a required header
+    false); the 403 of :func:`require_local_client`; and ``X-User`` as a required header
     where the route's actor has no default (``actor_dependency(None)``).
     """
 
@@ -130,14 +137,14 @@ class StorageRoute(APIRoute):
             given = responses.pop(503, None) or responses.pop("503", None) or {}
             headers = {**UNAVAILABLE["headers"], **given.get("headers", {})}
             responses[503] = {**UNAVAILABLE, **given, "headers": headers}
-        if any(getattr(d, "dependency", None) is _require_local_client for d in guards):
-            responses.setdefault(403, {"description": _LOCAL_ONLY})
+        if any(getattr(d, "dependency", None) is require_local_client for d in guards):
+            responses.setdefault(403, {"description": LOCAL_ONLY})
         if _needs_actor(path, endpoint, guards):
             # The dependency reads the header itself (400 without it): FastAPI would document
             # it as optional.
             responses.setdefault(400, {"description": "The X-User header is missing"})
             extra = dict(kwargs.get("openapi_extra") or {})
-            extra["parameters"] = [*extra.get("parameters", []), _X_USER_REQUIRED]
+            extra["parameters"] = [*extra.get("parameters", []), X_USER_REQUIRED]
             kwargs["openapi_extra"] = extra
         for code, response in responses.items():
             if (
@@ -198,9 +205,9 @@ async def method_not_allowed(request: Request, exc: Exception) -> Response:
 
 
 def _needs_actor(path: str, endpoint: Callable[..., Any], guards: Sequence[Any]) -> bool:
-    if any(getattr(guard, "dependency", None) is _require_actor_header for guard in guards):
+    if any(getattr(guard, "dependency", None) is require_actor_header for guard in guards):
         return True
-    return uses_dependency(get_dependant(path=path, call=endpoint), _require_actor_header)
+    return uses_dependency(get_dependant(path=path, call=endpoint), require_actor_header)
 
 
 def _encodable(errors: Sequence[Any]) -> bool:
@@ -260,60 +267,6 @@ def _counting_receive(receive: Receive, max_bytes: int, message: str) -> Receive
     return counted
 
 
-def _require_actor(
-    request: Request,
-    x_user: Annotated[
-        str | None,
-        Header(alias="X-User", description="Who makes the change; recorded in the audit log."),
-    ] = None,
-) -> str:
-    """FastAPI dependency: who makes a change: the identity the app's auth dependency set in
-    ``request.state.actor``, else the ``X-User`` header, required on every mutation (400
-    without; 422 over :data:`_MAX_ACTOR_LENGTH` characters)."""
-    identity = _authenticated_actor(request)
-    if identity is not None:
-        return identity
-    if x_user is None or not x_user.strip():
-        raise HTTPException(status_code=400, detail="the X-User header is required")
-    return _checked_actor(x_user.strip())
-
-
-def _require_actor_header(
-    request: Request,
-    # Left out of the document here: StorageRoute declares it required (see _X_USER_REQUIRED).
-    x_user: Annotated[str | None, Header(alias="X-User", include_in_schema=False)] = None,
-) -> str:
-    return _require_actor(request, x_user)
-
-
-def get_actor(request: Request) -> str:
-    """vention-storage's actor dependency (``storage.router_model.get_actor``), for an app's own
-    routes: :func:`_require_actor` as one function of the request.
-
-    Raises:
-        HTTPException: 400 without an ``X-User`` header (or authenticated identity), 422 when
-            it is longer than :data:`_MAX_ACTOR_LENGTH` characters.
-    """
-    try:
-        return _require_actor(request, request.headers.get("X-User"))
-    except ValidationError as exc:  # its own routes are not StorageRoutes: answer here
-        raise HTTPException(status_code=422, detail=str(exc)) from None
-
-
-def _authenticated_actor(request: Request) -> str | None:
-    """The identity an auth dependency recorded in ``request.state.actor``, if any.
-
-    An app whose auth dependency knows who calls sets ``request.state.actor = user.name``;
-    the audit log then records that name, whatever ``X-User`` the client sends.
-    """
-    actor = getattr(request.state, "actor", None)
-    if isinstance(actor, str) and actor.strip():
-        return _checked_actor(actor.strip())
-    return None
-
-
-ANONYMOUS_ACTOR = "anonymous"
-
 IfMatch = Annotated[
     str | None,
     Header(alias="If-Match", description="Write only if the record still has this ETag ('*')."),
@@ -324,143 +277,6 @@ version (see :func:`storage._etags.if_match`); a stale ETag is a 412."""
 # The largest OFFSET every backend accepts (a signed 64-bit integer); beyond it SQLite's driver
 # overflows, so the routes refuse it with a 422 instead.
 MAX_OFFSET = 2**63 - 1
-
-
-def actor_dependency(default: str | None) -> Callable[..., str]:
-    """The actor dependency of routes whose clients may send no ``X-User``: the authenticated
-    identity, else the header, else ``default``; ``default=None`` requires the header
-    (:func:`_require_actor`).
-
-    Raises:
-        ValidationError: ``default`` is blank or longer than :data:`_MAX_ACTOR_LENGTH`.
-    """
-    if default is None:
-        return _require_actor_header
-    if not default.strip():
-        raise ValidationError("the default actor must not be blank")
-    fallback = _checked_actor(default.strip())
-
-    def actor_or_default(
-        request: Request,
-        # A default, not an annotation: annotations are resolved in the module, not here.
-        x_user: str | None = Header(
-            default=None,
-            alias="X-User",
-            description=f"Who makes the change; recorded in the audit log ({fallback!r} "
-            "when left out).",
-        ),
-    ) -> str:
-        identity = _authenticated_actor(request)
-        if identity is not None:
-            return identity
-        return _checked_actor(x_user.strip()) if x_user and x_user.strip() else fallback
-
-    return actor_or_default
-
-
-_MAX_ACTOR_LENGTH = 200
-"""The longest ``X-User`` accepted, on every backend: what every column that records an actor
-holds (``started_by`` of a run is the narrowest)."""
-
-
-_WHO = "Who makes the change; recorded in the audit log (400 without it)."
-_X_USER_REQUIRED = {
-    "name": "X-User",
-    "in": "header",
-    "required": True,
-    "schema": {"type": "string", "maxLength": _MAX_ACTOR_LENGTH, "description": _WHO},
-    "description": _WHO,
-}
-
-
-def _checked_actor(actor: str) -> str:
-    if len(actor) > _MAX_ACTOR_LENGTH:
-        raise ValidationError(f"the X-User header is longer than {_MAX_ACTOR_LENGTH} characters")
-    return actor
-
-
-optional_actor = actor_dependency(ANONYMOUS_ACTOR)
-"""FastAPI dependency: the authenticated identity (see :func:`_require_actor`), else the
-``X-User`` header, else ``"anonymous"``: for the routes vention-storage clients already call
-without the header (``/db/restore``)."""
-
-
-@dataclass(frozen=True)
-class RouteAuth:
-    """FastAPI dependencies that guard routes, by kind of route.
-
-    ``read`` guards GET routes, ``write`` every mutation, ``admin`` the database-wide routes
-    (export, import, backup, restore). Auth fails closed: ``admin`` left out takes the
-    ``write`` guard (else the ``read`` guard), so guarding the writes never leaves the
-    database's export, backup and restore open; an explicit ``admin=()`` beside other guards
-    is logged as a warning. With no guard at all (the default, as vention-storage had), the
-    routes that replace data (``POST /db/restore``, ``POST /db/import``) answer only clients
-    on this machine (loopback) unless ``unguarded_remote_admin`` is set.
-
-    Example::
-
-        auth = RouteAuth(write=[Depends(require_operator)], admin=[Depends(require_admin)])
-    """
-
-    read: Sequence[Depends] = field(default=())
-    write: Sequence[Depends] = field(default=())
-    admin: Sequence[Depends] | None = None
-    unguarded_remote_admin: bool = False
-    """Let other machines restore and import although no guard is configured (not advised)."""
-
-    def __post_init__(self) -> None:
-        if self.admin is None:
-            object.__setattr__(self, "admin", tuple(self.write) or tuple(self.read))
-        elif not self.admin and (self.read or self.write):
-            logger.warning(
-                "RouteAuth(admin=()) leaves export, import, backup and restore unguarded "
-                "while reads or writes are guarded"
-            )
-
-    @property
-    def admin_guards(self) -> list[Depends]:
-        """The ``admin`` dependencies, as a list."""
-        return list(self.admin or ())
-
-    @property
-    def is_open(self) -> bool:
-        """Whether no route is guarded at all."""
-        return not (self.read or self.write or self.admin)
-
-    def replacing_guards(self) -> list[Depends]:
-        """The dependencies of the routes that replace or destroy data (restore, import,
-        purge)."""
-        if self.is_open and not self.unguarded_remote_admin:
-            return [Depends(_require_local_client)]
-        return self.admin_guards
-
-    @classmethod
-    def every(cls, *dependencies: Depends) -> RouteAuth:
-        """The same dependencies on every route."""
-        return cls(read=dependencies, write=dependencies, admin=dependencies)
-
-
-_LOCAL_ONLY = "The app configures no auth, and the client is not on this machine"
-_LOCAL_HOSTS = frozenset({"127.0.0.1", "::1", "localhost", "testclient"})
-
-
-def _require_local_client(request: Request) -> None:
-    """FastAPI dependency: refuse (403) a client that is not on this machine.
-
-    Guards the routes that replace data when an app configured no auth at all. Starlette's
-    in-process ``TestClient`` counts as local.
-    """
-    host = request.client.host if request.client else ""
-    if host in _LOCAL_HOSTS or host.startswith("127."):
-        return
-    raise HTTPException(
-        status_code=403,
-        detail=(
-            "restore and import are only open to this machine while the app configures no auth:"
-            " pass auth=RouteAuth(admin=[Depends(your_check)]) to bootstrap(), or "
-            "RouteAuth(unguarded_remote_admin=True) to open them to the network"
-        ),
-    )
 
 
 @asynccontextmanager

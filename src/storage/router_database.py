@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 
 from storage import backup, diagram, export, importer, restore
 from storage import database as storage_database
+from storage._auth import actor_dependency, optional_actor
 from storage._endpoints import typed_endpoint
 from storage._openapi import TOTAL_COUNT, file_response
 from storage._streams import add_change_stream, feed_lifespan_of
@@ -39,11 +40,9 @@ from storage.http import (
     AdminRoute,
     RouteAuth,
     StorageRoute,
-    actor_dependency,
     cancelled_on_disconnect,
     file_upload_body,
     limit_body,
-    optional_actor,
     uploaded_file,
 )
 from storage.importer import ImportMode, ImportSummary

@@ -7,7 +7,7 @@ import importlib
 import re
 from pathlib import Path
 
-from storage import database
+from storage._engine import URL_ENVIRONMENT_VARIABLES
 from storage.accessor import ModelAccessor
 from support.docs import python_blocks, run_example
 from support.servers import ROOT
@@ -37,7 +37,7 @@ def test_every_name_in_the_table_exists() -> None:
             continue
         module = importlib.import_module(module_name)
         for name in re.findall(r"`(\w+)", names):
-            if name in database.URL_ENVIRONMENT_VARIABLES:
+            if name in URL_ENVIRONMENT_VARIABLES:
                 continue
             assert hasattr(module, name) or hasattr(ModelAccessor, name), (module_name, name)
             checked += 1
