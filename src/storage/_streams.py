@@ -40,17 +40,14 @@ __all__ = [
     "After",
     "Follow",
     "LastEventId",
-    "ResumeAfter",
     "StreamRoute",
     "add_change_stream",
     "EventStreamResponse",
     "change_stream",
     "encode_event",
     "feed_position",
-    "feed_lifespan",
     "feed_lifespan_of",
     "parse_cursor",
-    "resume_after",
     "resume_after_in",
 ]
 
@@ -125,12 +122,6 @@ def resume_after_in(database: Database | None = None) -> Callable[..., Awaitable
         return head if after is None else after
 
     return resume_after
-
-
-resume_after = resume_after_in()
-""":func:`resume_after_in` of the default database."""
-
-ResumeAfter = Annotated[int, Depends(resume_after)]
 
 
 def change_stream(
@@ -290,10 +281,6 @@ def feed_lifespan_of(
         get_feed(database).close()
 
     return lifespan
-
-
-feed_lifespan = feed_lifespan_of()
-""":func:`feed_lifespan_of` the default database."""
 
 
 class _ExitSignals:
